@@ -1,0 +1,496 @@
+"""Emotion classifier: a CLIP ViT with scene and object expert queries (paper III-A, METHOD.md section 3).
+
+Paper -> code:
+    Q^Scene, Q^Object          -> ``scene_queries``, ``object_queries`` (K learnable tokens each)
+    L1, L2                     -> ``split_layers`` (default N/3, 2N/3)
+    Interactive Block (Eq. 2)  -> ``InteractiveBlock`` (cross-attention A + feed-forward F, pre-norm)
+    β (Eq. 3)                  -> ``InteractiveBlock.beta`` (learnable, per channel): Q̂ = Q + β·Q̃
+    T^Cls_N after final norm   -> ``cls_embed``; mean of Q̂^Scene_L1 -> ``scene_embed``; of Q̂^Object_L2 -> ``object_embed``
+    W_S, W_O (Eq. 4)           -> ``scene_proj``, ``object_proj`` (pooled query -> CLIP text space)
+    emotion head               -> ``head``: Linear(D, 768), ReLU, Dropout(0.5), Linear(768, classes)
+
+The ViT layout and parameter names follow OpenAI CLIP (``conv1``, ``class_embedding``, ``positional_embedding``,
+``ln_pre``, ``transformer.resblocks.i.{ln_1, attn.in_proj_*, attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj}``,
+``ln_post``), so pretrained weights are a plain key map (``uniemo.clip.init_from_clip``). The architecture is
+built from the config alone; nothing here touches the network.
+
+Two readings of the method are config switches: the paper's (two-layer Interactive Blocks over the patch
+tokens, β used) and the released code's (``variant="official"``: one layer, keys/values include CLS, no β, the
+block output replaces the queries, frozen random contrastive projections).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from uniemo.checkpoint import PretrainedMixin
+from uniemo.constants import CLIP_MEAN, CLIP_STD, EMOTIONS
+
+# Geometry of the supported backbones: (image_size, patch_size, width, layers, heads, proj_dim).
+# proj_dim is the CLIP joint embedding size, i.e. the text space that W_S / W_O project into.
+BACKBONE_PRESETS: dict[str, dict] = {
+    "tiny": dict(image_size=32, patch_size=8, width=32, layers=6, heads=2, proj_dim=32,
+                 num_scene_queries=4, num_object_queries=4, head_hidden=64),
+    "vit-b-32": dict(image_size=224, patch_size=32, width=768, layers=12, heads=12, proj_dim=512),
+    "vit-b-16": dict(image_size=224, patch_size=16, width=768, layers=12, heads=12, proj_dim=512),
+    "vit-l-14": dict(image_size=224, patch_size=14, width=1024, layers=24, heads=16, proj_dim=768),
+}
+VARIANTS = ("paper", "official")
+
+
+@dataclass
+class EmoClassifierConfig:
+    # backbone geometry (defaults: CLIP ViT-B/32 @ 224)
+    image_size: int = 224  # input resolution; patches = (image_size / patch_size)^2
+    patch_size: int = 32
+    width: int = 768  # D, token width
+    layers: int = 12  # N transformer blocks
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    layer_norm_eps: float = 1e-5
+    image_mean: tuple[float, ...] = CLIP_MEAN  # preprocessing ships with the model
+    image_std: tuple[float, ...] = CLIP_STD
+    # expert queries
+    use_queries: bool = True  # False: a plain CLIP vision tower (parity tests, ablation "no queries")
+    num_scene_queries: int = 32  # K; the official code uses 32
+    num_object_queries: int = 32
+    split_layers: tuple[int, int] | None = None  # (L1, L2), 0 < L1 < L2 < layers; None = (N//3, 2N//3)
+    query_init_std: float = 1.0  # official: nn.Embedding default N(0, 1)
+    interactive_layers: int = 2  # paper: 2, official: 1
+    interactive_kv: Literal["patch", "cls_patch"] = "patch"  # paper: patch tokens; official: CLS + patches
+    use_beta: bool = True  # Eq. 3; official: False (the block output replaces the queries)
+    beta_init: float = 1e-4
+    # contrastive projections into the CLIP text space (Eq. 4)
+    proj_dim: int = 512
+    learnable_proj: bool = True  # official: frozen N(0, 1) random projections
+    # emotion head
+    head_hidden: int = 768
+    head_dropout: float = 0.5
+    emotions: tuple[str, ...] = EMOTIONS  # label list; order = class index
+    preset: str = "vit-b-32"  # informational: which geometry this came from
+    variant: str = "paper"  # informational: "paper" or "official"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.emotions)
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def resolved_split_layers(self) -> tuple[int, int]:
+        if self.split_layers is not None:
+            return tuple(self.split_layers)
+        return (self.layers // 3, 2 * self.layers // 3)
+
+    def validate(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})"
+            )
+        if self.width % self.heads:
+            raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
+        if self.layers < 3:
+            raise ValueError(f"layers must be at least 3 (three stages of the chain), got {self.layers}")
+        l1, l2 = self.resolved_split_layers
+        if not 0 < l1 < l2 < self.layers:
+            raise ValueError(
+                f"split_layers must satisfy 0 < L1 < L2 < layers ({self.layers}), got ({l1}, {l2}); "
+                f"e.g. split_layers=[{self.layers // 3}, {2 * self.layers // 3}]"
+            )
+        if self.use_queries and (self.num_scene_queries < 1 or self.num_object_queries < 1):
+            raise ValueError("num_scene_queries and num_object_queries must be >= 1 (or set use_queries=false)")
+        if self.interactive_layers < 1:
+            raise ValueError(f"interactive_layers must be >= 1, got {self.interactive_layers}")
+        if self.interactive_kv not in ("patch", "cls_patch"):
+            raise ValueError(f"interactive_kv must be 'patch' or 'cls_patch', got {self.interactive_kv!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if len(self.emotions) < 2 or len(set(self.emotions)) != len(self.emotions):
+            raise ValueError(f"emotions must be >= 2 distinct names, got {self.emotions}")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
+
+    @classmethod
+    def from_preset(cls, name: str, variant: str = "paper", **overrides) -> EmoClassifierConfig:
+        """A named backbone geometry (``tiny``, ``vit-b-32``, ``vit-b-16``, ``vit-l-14``) and method reading.
+
+        Args:
+            name: backbone preset.
+            variant: ``"paper"`` (2 interactive layers over patch tokens, β, learnable projections) or
+                ``"official"`` (the released code: 1 layer, CLS in keys/values, no β, frozen projections).
+            overrides: any other field.
+        """
+        if name not in BACKBONE_PRESETS:
+            raise ValueError(f"unknown classifier preset {name!r}; choose one of {', '.join(BACKBONE_PRESETS)}")
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        kwargs = dict(BACKBONE_PRESETS[name], preset=name, variant=variant)
+        if variant == "official":
+            kwargs.update(interactive_layers=1, interactive_kv="cls_patch", use_beta=False, learnable_proj=False)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    @classmethod
+    def tiny(cls, **overrides) -> EmoClassifierConfig:
+        """6-layer, width-32, 32-px model for tests and CPU smoke runs."""
+        return cls.from_preset("tiny", **overrides)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class QuickGELU(nn.Module):
+    """CLIP's activation, x * sigmoid(1.702 x) (OpenAI checkpoints were trained with it)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with nn.MultiheadAttention's parameter names (OpenAI CLIP layout)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, D = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, N, 3D)
+        q, k, v = qkv.view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, D/h)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, D/h)
+        return self.out_proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.c_fc = nn.Linear(width, hidden)
+        self.gelu = QuickGELU()
+        self.c_proj = nn.Linear(hidden, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-norm transformer block, as in CLIP's vision tower."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, eps: float):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width, eps=eps)
+        self.attn = SelfAttention(width, heads)
+        self.ln_2 = nn.LayerNorm(width, eps=eps)
+        self.mlp = MLP(width, int(width * mlp_ratio))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float, eps: float):
+        super().__init__()
+        self.resblocks = nn.ModuleList(
+            [ResidualAttentionBlock(width, heads, mlp_ratio, eps) for _ in range(layers)]
+        )
+
+
+class CrossAttention(nn.Module):
+    """Queries attend to image tokens. Q/K/V without bias, output projection with bias (official code).
+
+    Returns the attention weights averaged over heads when asked; otherwise uses the fused kernel.
+    """
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(width, width, bias=False)
+        self.k_proj = nn.Linear(width, width, bias=False)
+        self.v_proj = nn.Linear(width, width, bias=False)
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, queries: Tensor, context: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        B, Q, D = queries.shape
+        N = context.shape[1]
+        h = self.heads
+        q = self.q_proj(queries).view(B, Q, h, D // h).transpose(1, 2)  # (B, h, Q, D/h)
+        k = self.k_proj(context).view(B, N, h, D // h).transpose(1, 2)  # (B, h, N, D/h)
+        v = self.v_proj(context).view(B, N, h, D // h).transpose(1, 2)
+        if need_weights:
+            attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(D // h), dim=-1)  # (B, h, Q, N)
+            out = attn @ v
+            weights = attn.mean(dim=1)  # (B, Q, N), averaged over heads
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+            weights = None
+        return self.out_proj(out.transpose(1, 2).reshape(B, Q, D)), weights
+
+
+class InteractiveLayer(nn.Module):
+    """One layer of Eq. 2: Q̄ = Q + A(LN(Q), LN(T)); Q̃ = Q̄ + F(LN(Q̄)). No self-attention among queries."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, eps: float):
+        super().__init__()
+        self.ln_q = nn.LayerNorm(width, eps=eps)
+        self.cross_attn = CrossAttention(width, heads)
+        self.ln_mlp = nn.LayerNorm(width, eps=eps)
+        self.mlp = MLP(width, int(width * mlp_ratio))
+
+    def forward(self, queries: Tensor, context: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        attended, weights = self.cross_attn(self.ln_q(queries), context, need_weights)
+        queries = queries + attended
+        return queries + self.mlp(self.ln_mlp(queries)), weights
+
+
+class InteractiveBlock(nn.Module):
+    """The Interactive Block (Eq. 2) plus the β modulation of Eq. 3.
+
+    Paper: Q̂ = Q + β·Q̃ with Q̃ the output of ``layers`` interactive layers and β a learnable per-channel
+    vector (init 1e-4, the value of the official code's unused parameter). Official: Q̂ = Q̃.
+    """
+
+    def __init__(self, width: int, heads: int, layers: int, mlp_ratio: float, eps: float,
+                 use_beta: bool, beta_init: float):
+        super().__init__()
+        self.ln_context = nn.LayerNorm(width, eps=eps)  # one norm on the key/value tokens (official code)
+        self.layers = nn.ModuleList([InteractiveLayer(width, heads, mlp_ratio, eps) for _ in range(layers)])
+        self.use_beta = use_beta
+        self.beta = nn.Parameter(torch.full((width,), beta_init)) if use_beta else None
+
+    def forward(self, queries: Tensor, context: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """
+        Args:
+            queries: (B, Q, D) expert query tokens at the split layer.
+            context: (B, N, D) the image tokens they attend to.
+        Returns:
+            refined queries (B, Q, D), and (B, N) attention over the context tokens (averaged over heads,
+            queries and layers) when ``need_weights``, else None.
+        """
+        context = self.ln_context(context)
+        refined, maps = queries, []
+        for layer in self.layers:
+            refined, weights = layer(refined, context, need_weights)
+            if weights is not None:
+                maps.append(weights.mean(dim=1))  # (B, N)
+        out = queries + self.beta * refined if self.use_beta else refined
+        return out, (torch.stack(maps).mean(0) if maps else None)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Outputs
+
+
+@dataclass
+class EmoFeatures:
+    """What the encoder produces; fusion, the emotion space and the feedback scorer use these.
+
+    cls_embed, scene_embed, object_embed: (B, D). scene_tokens, object_tokens: (B, K, D) refined queries.
+    patch_tokens: (B, P, D) at the last layer. scene_attention / object_attention: (B, g, g) or None.
+    """
+
+    cls_embed: Tensor
+    scene_embed: Tensor | None = None
+    object_embed: Tensor | None = None
+    scene_tokens: Tensor | None = None
+    object_tokens: Tensor | None = None
+    patch_tokens: Tensor | None = None
+    scene_attention: Tensor | None = None
+    object_attention: Tensor | None = None
+
+
+@dataclass
+class EmoClassifierOutput(EmoFeatures):
+    logits: Tensor | None = None  # (B, num_classes)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The model
+
+
+class EmoClassifier(nn.Module, PretrainedMixin):
+    """CLIP ViT with the hierarchical chain of expert queries and an emotion head.
+
+    Args:
+        config: the architecture; ``EmoClassifier(config)`` never downloads anything. Pretrained CLIP
+            weights come in through ``uniemo.clip.init_from_clip``; trained models through ``from_pretrained``.
+    """
+
+    config_class = EmoClassifierConfig
+
+    def __init__(self, config: EmoClassifierConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        D = config.width
+        num_patches = config.grid_size ** 2
+        # CLIP vision tower
+        self.conv1 = nn.Conv2d(3, D, kernel_size=config.patch_size, stride=config.patch_size, bias=False)
+        self.class_embedding = nn.Parameter(torch.zeros(D))
+        self.positional_embedding = nn.Parameter(torch.zeros(num_patches + 1, D))
+        self.ln_pre = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.transformer = Transformer(D, config.layers, config.heads, config.mlp_ratio, config.layer_norm_eps)
+        self.ln_post = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        # expert queries, Interactive Blocks, contrastive projections
+        if config.use_queries:
+            block = lambda: InteractiveBlock(  # noqa: E731
+                D, config.heads, config.interactive_layers, config.mlp_ratio, config.layer_norm_eps,
+                config.use_beta, config.beta_init,
+            )
+            self.scene_queries = nn.Parameter(torch.zeros(config.num_scene_queries, D))
+            self.object_queries = nn.Parameter(torch.zeros(config.num_object_queries, D))
+            self.scene_block = block()
+            self.object_block = block()
+            self.scene_proj = nn.Linear(D, config.proj_dim, bias=False)
+            self.object_proj = nn.Linear(D, config.proj_dim, bias=False)
+            if not config.learnable_proj:
+                self.scene_proj.requires_grad_(False)
+                self.object_proj.requires_grad_(False)
+        # emotion head on cls_embed
+        self.head = nn.Sequential(
+            nn.Linear(D, config.head_hidden), nn.ReLU(), nn.Dropout(config.head_dropout),
+            nn.Linear(config.head_hidden, config.num_classes),
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        D = self.config.width
+        # Backbone: OpenAI CLIP's own scheme (replaced by pretrained weights in practice).
+        nn.init.normal_(self.class_embedding, std=D ** -0.5)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        attn_std = D ** -0.5
+        proj_std = attn_std * (2 * self.config.layers) ** -0.5
+        for blk in self.transformer.resblocks:
+            nn.init.normal_(blk.attn.in_proj_weight, std=attn_std)
+            nn.init.normal_(blk.attn.out_proj.weight, std=proj_std)
+            nn.init.zeros_(blk.attn.out_proj.bias)
+            nn.init.normal_(blk.mlp.c_fc.weight, std=(2 * D) ** -0.5)
+            nn.init.normal_(blk.mlp.c_proj.weight, std=proj_std)
+        if self.config.use_queries:
+            # Queries: the official nn.Embedding default, N(0, query_init_std^2) (1.0 by default).
+            nn.init.normal_(self.scene_queries, std=self.config.query_init_std)
+            nn.init.normal_(self.object_queries, std=self.config.query_init_std)
+            # Interactive Blocks: trunc-normal 0.02 / zero bias, LayerNorm 1 / 0 (official _init_weights).
+            for block in (self.scene_block, self.object_block):
+                for m in block.modules():
+                    if isinstance(m, nn.Linear):
+                        nn.init.trunc_normal_(m.weight, std=0.02)
+                        if m.bias is not None:
+                            nn.init.zeros_(m.bias)
+            # W_S, W_O: N(0, 1/D) keeps projected norms O(1); official frozen ones are N(0, 1) (the scale
+            # does not matter after normalisation).
+            nn.init.normal_(self.scene_proj.weight, std=D ** -0.5)
+            nn.init.normal_(self.object_proj.weight, std=D ** -0.5)
+        for m in self.head:
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    # parameter groups for the optimiser (METHOD.md section 3: their own learning rates)
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Named parameters split into ``backbone``, ``queries`` (queries + Interactive Blocks),
+        ``projections`` and ``head``."""
+        groups: dict[str, list] = {"backbone": [], "queries": [], "projections": [], "head": []}
+        for name, p in self.named_parameters():
+            if name.startswith(("scene_queries", "object_queries", "scene_block", "object_block")):
+                groups["queries"].append((name, p))
+            elif name.startswith(("scene_proj", "object_proj")):
+                groups["projections"].append((name, p))
+            elif name.startswith("head"):
+                groups["head"].append((name, p))
+            else:
+                groups["backbone"].append((name, p))
+        return groups
+
+    def embed_tokens(self, pixel_values: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, 1 + P, D): patch embedding, class token, positional embedding, pre-norm."""
+        x = self.conv1(pixel_values)  # (B, D, g, g)
+        x = x.flatten(2).transpose(1, 2)  # (B, P, D)
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # (B, 1, D)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # (B, 1+P, D)
+        return self.ln_pre(x)
+
+    def forward_features(self, pixel_values: Tensor, return_attention: bool = False) -> EmoFeatures:
+        """
+        Args:
+            pixel_values: (B, 3, H, W), normalised with ``config.image_mean/std``.
+            return_attention: also return the scene and object attention maps (B, g, g), each normalised
+                to sum to 1 over the patch grid. Costs an explicit softmax; off by default.
+        """
+        cfg = self.config
+        x = self.embed_tokens(pixel_values)  # (B, 1+P, D)
+        B, T, _ = x.shape  # T = 1 + P image tokens
+        blocks = self.transformer.resblocks
+        if not cfg.use_queries:
+            for blk in blocks:
+                x = blk(x)
+            return EmoFeatures(cls_embed=self.ln_post(x[:, 0]), patch_tokens=x[:, 1:T])
+
+        l1, l2 = cfg.resolved_split_layers
+        kv_start = 1 if cfg.interactive_kv == "patch" else 0  # paper: patches only; official: CLS too
+        Ks = cfg.num_scene_queries
+        # Stage 1: layers 1..L1 over [CLS, patches, scene queries]
+        x = torch.cat([x, self.scene_queries.to(x.dtype).expand(B, -1, -1)], dim=1)  # (B, T+Ks, D)
+        for blk in blocks[:l1]:
+            x = blk(x)
+        scene, scene_map = self.scene_block(x[:, T:], x[:, kv_start:T], return_attention)  # (B, Ks, D)
+        # Stage 2: append fresh object queries, layers L1+1..L2
+        x = torch.cat([x[:, :T], scene, self.object_queries.to(x.dtype).expand(B, -1, -1)], dim=1)
+        for blk in blocks[l1:l2]:
+            x = blk(x)
+        obj, object_map = self.object_block(x[:, T + Ks:], x[:, kv_start:T], return_attention)
+        # Stage 3: layers L2+1..N over everything
+        x = torch.cat([x[:, :T + Ks], obj], dim=1)  # (B, T+Ks+Ko, D)
+        for blk in blocks[l2:]:
+            x = blk(x)
+
+        features = EmoFeatures(
+            cls_embed=self.ln_post(x[:, 0]),
+            scene_embed=scene.mean(dim=1),
+            object_embed=obj.mean(dim=1),
+            scene_tokens=scene,
+            object_tokens=obj,
+            patch_tokens=x[:, 1:T],
+        )
+        if return_attention:
+            g = cfg.grid_size
+            features.scene_attention = self._to_grid(scene_map, kv_start, g)
+            features.object_attention = self._to_grid(object_map, kv_start, g)
+        return features
+
+    @staticmethod
+    def _to_grid(weights: Tensor, kv_start: int, g: int) -> Tensor:
+        patches = weights[:, 1 - kv_start:]  # drop the CLS column when it was a key
+        patches = patches / patches.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        return patches.reshape(-1, g, g)  # (B, g, g)
+
+    def forward_head(self, cls_embed: Tensor) -> Tensor:
+        """(B, D) -> emotion_logits (B, num_classes)."""
+        return self.head(cls_embed)
+
+    def forward(self, pixel_values: Tensor, return_attention: bool = False) -> EmoClassifierOutput:
+        features = self.forward_features(pixel_values, return_attention=return_attention)
+        return EmoClassifierOutput(**vars(features), logits=self.forward_head(features.cls_embed))
+
+    def project_queries(self, features: EmoFeatures) -> tuple[Tensor, Tensor]:
+        """Pooled queries -> L2-normalised points in CLIP text space: (normalize(W_S s), normalize(W_O o))."""
+        if not self.config.use_queries:
+            raise ValueError("this classifier was built with use_queries=false: it has no expert queries")
+        return (
+            F.normalize(self.scene_proj(features.scene_embed), dim=-1),
+            F.normalize(self.object_proj(features.object_embed), dim=-1),
+        )

@@ -1,0 +1,216 @@
+"""Typed configs: dataclass defaults <- preset YAML file <- ``key=value`` overrides.
+
+``parse_config(Config, argv)`` returns a real dataclass instance. Unknown keys are rejected with a
+message naming the valid ones; values are converted to the field's declared type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to the annotated type ``tp`` (or raise ValueError naming ``where``)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except (ValueError, TypeError) as e:
+                errors.append(str(e))
+        raise ValueError(f"{where}: cannot convert {value!r} to {tp} ({'; '.join(errors)})")
+    if typing.get_origin(tp) is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{where}: {value!r} is not allowed; choose one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return _from_dict(tp, value, where + ".")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], where) for v in value)
+        if origin is tuple and args:
+            if len(args) != len(value):
+                raise ValueError(f"{where}: expected {len(args)} values, got {list(value)}")
+            return tuple(_convert(v, a, where) for v, a in zip(value, args))
+        inner = args[0] if args else Any
+        out = [_convert(v, inner, where) for v in value]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected an integer, got {value!r}") from None
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    """Build ``cls`` from a (possibly partial) nested dict, rejecting unknown keys."""
+    types_ = _field_types(cls)
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(types_))}"
+        )
+    kwargs = {k: _convert(v, types_[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def merge_into(obj: T, data: dict, prefix: str = "") -> T:
+    """Return a copy of dataclass ``obj`` with the nested dict ``data`` applied on top."""
+    types_ = _field_types(type(obj))
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(types_))}"
+        )
+    changes = {}
+    for key, value in data.items():
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = merge_into(current, value, prefix + key + ".")
+        else:
+            changes[key] = _convert(value, types_[key], prefix + key)
+    return dataclasses.replace(obj, **changes)
+
+
+def overrides_to_dict(overrides: list[str]) -> dict:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r} conflicts with an earlier override of {part!r}")
+        node[parts[-1]] = value
+    return out
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """A plain, YAML/JSON-able dict of a dataclass config (tuples become lists)."""
+
+    def plain(v):
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def load_preset(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping at its top level")
+    return data
+
+
+def parse_config(
+    config_cls: type[T],
+    argv: list[str] | None = None,
+    presets: dict[str, Path] | None = None,
+    description: str | None = None,
+) -> T:
+    """defaults <- ``--config FILE`` (or ``--preset NAME``) <- ``key=value`` overrides.
+
+    Args:
+        config_cls: the script's top-level ``Config`` dataclass.
+        argv: command-line words (``None``: ``sys.argv[1:]``).
+        presets: named preset files (``--preset tiny``); an unknown name raises ``ValueError``.
+    """
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Overrides: key=value, dotted for nested fields, e.g. optim.lr=1e-4 model.preset=tiny.\n"
+        f"Top-level keys: {', '.join(f.name for f in dataclasses.fields(config_cls))}.",
+    )
+    parser.add_argument("--config", help="a YAML preset file holding overrides of the defaults")
+    if presets:
+        parser.add_argument("--preset", help=f"a named preset: {', '.join(sorted(presets))}")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides")
+    args = parser.parse_args(argv)
+    cfg = config_cls()
+    preset = getattr(args, "preset", None)
+    if preset is not None:
+        if preset not in presets:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(presets))}")
+        cfg = merge_into(cfg, load_preset(presets[preset]))
+    if args.config:
+        cfg = merge_into(cfg, load_preset(args.config))
+    cfg = merge_into(cfg, overrides_to_dict(args.overrides))
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
