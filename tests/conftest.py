@@ -33,3 +33,52 @@ def _reset_accelerate_state():
         GradientState._reset_state()
     except Exception:  # accelerate not imported by this test
         pass
+
+
+def write_learnable_emoset(root, per_class_train=24, per_class_val=8, size=32, seed=0):
+    """A small EmoSet-layout image set whose emotion is learnable: each class has its own colour pair,
+    drawn as a background and a square at a random place; scenes and objects follow the class too."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from uniemo.constants import EMOTIONS
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (len(EMOTIONS), 2, 3))
+    scenes = ["sky", "sea", "forest", "room"]
+    objects = ["balloon", "skull", "cake", "spider", "flower", "knife"]
+    splits = {"train": [], "val": [], "test": []}
+    counts = {"train": per_class_train, "val": per_class_val, "test": per_class_val}
+    number = 0
+    for split, n in counts.items():
+        for label, emotion in enumerate(EMOTIONS):
+            for _ in range(n):
+                bg, fg = palette[label]
+                img = np.clip(bg + rng.normal(0, 12, (size, size, 3)), 0, 255)
+                x, y = rng.integers(0, size // 2, 2)
+                img[y:y + size // 2, x:x + size // 2] = fg
+                name = f"{emotion}_{number:05d}"
+                number += 1
+                (root / "image" / emotion).mkdir(parents=True, exist_ok=True)
+                (root / "annotation" / emotion).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img.astype("uint8")).save(root / "image" / emotion / f"{name}.jpg", quality=95)
+                ann = {"scene": scenes[label % 4], "object": [objects[label % 6]]}
+                if rng.random() < 0.2:
+                    ann.pop("scene")  # some images lack a scene
+                (root / "annotation" / emotion / f"{name}.json").write_text(json.dumps(ann))
+                splits[split].append([emotion, f"image/{emotion}/{name}.jpg", f"annotation/{emotion}/{name}.json"])
+    for split, entries in splits.items():
+        (root / f"{split}.json").write_text(json.dumps(entries))
+    info = {"emotion": {"label2idx": {e: i for i, e in enumerate(EMOTIONS)},
+                        "idx2label": {str(i): e for i, e in enumerate(EMOTIONS)}}}
+    (root / "info.json").write_text(json.dumps(info))
+    return root
+
+
+@pytest.fixture(scope="session")
+def learnable_emoset(tmp_path_factory):
+    return write_learnable_emoset(tmp_path_factory.mktemp("learnable_emoset"))

@@ -181,3 +181,42 @@ class AttributeTextEncoder:
         if not names:
             return torch.zeros(0, self.clip_model.config.projection_dim)
         return torch.stack([self._cache[n] for n in names])
+
+
+def build_tiny_clip(
+    image_size: int = 32, patch_size: int = 8, width: int = 32, layers: int = 6, heads: int = 2,
+    text_width: int = 32, text_layers: int = 2, proj_dim: int = 32, seed: int = 0,
+):
+    """A randomly initialised transformers ``CLIPModel`` with the offline byte-level tokenizer.
+
+    Used by the tests (saved with ``save_pretrained`` and loaded back through ``load_clip``, the same path
+    as OpenAI CLIP) and as the starting point of UniEmo-Tiny's contrastive pretraining.
+
+    Returns:
+        (clip_model, tokenizer)
+    """
+    from transformers import CLIPConfig, CLIPModel
+
+    from uniemo.diffusion import build_byte_tokenizer
+
+    tokenizer = build_byte_tokenizer()
+    special = dict(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
+    config = CLIPConfig(
+        vision_config=dict(
+            image_size=image_size, patch_size=patch_size, hidden_size=width, intermediate_size=4 * width,
+            num_hidden_layers=layers, num_attention_heads=heads,
+        ),
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=4 * text_width,
+            num_hidden_layers=text_layers, num_attention_heads=max(1, text_width // 16),
+            max_position_embeddings=tokenizer.model_max_length, **special,
+        ),
+        projection_dim=proj_dim,
+    )
+    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = CLIPModel(config)
+    return model, tokenizer
