@@ -13,7 +13,8 @@ Launch:
 
 Writes to ``out_dir``: ``config.yaml`` (resolved config), ``metrics.jsonl``, ``checkpoints/checkpoint-<step>/``
 (resumable: ``resume=latest``), ``final/classifier/`` (the best-on-val model), ``final/attributes.json``
-(the attribute vocabulary) and ``final/uniemo.json``.
++ ``attributes.safetensors`` (the attribute base: names and
+their frozen CLIP text embeddings) and ``final/uniemo.json``.
 """
 
 from __future__ import annotations
@@ -190,34 +191,7 @@ def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, min_ratio
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-class AttributeTargets:
-    """Attribute vocabulary -> ids and cached frozen CLIP text embeddings, and per-batch targets."""
-
-    def __init__(self, scenes: list[str], objects: list[str], text_encoder):
-        self.scenes, self.objects = list(scenes), list(objects)
-        self.scene_index = {s: i for i, s in enumerate(self.scenes)}
-        self.object_index = {o: i for i, o in enumerate(self.objects)}
-        self.scene_embeds = text_encoder.embed(self.scenes)  # (S, E)
-        self.object_embeds = text_encoder.embed(self.objects)  # (O, E)
-
-    def batch(self, scenes: list, objects: list[list[str]], generator: torch.Generator, device):
-        """Scene ids, one sampled object id per row (-1 where missing), and their text embeddings."""
-        scene_ids = torch.tensor([self.scene_index.get(s, -1) if s else -1 for s in scenes])
-        picks = []
-        for objs in objects:
-            known = [self.object_index[o] for o in objs if o in self.object_index]
-            picks.append(known[int(torch.randint(len(known), (1,), generator=generator))] if known else -1)
-        object_ids = torch.tensor(picks)
-        E = self.scene_embeds.shape[1]
-        scene_text = self.scene_embeds[scene_ids.clamp_min(0)] if len(self.scenes) else torch.zeros(len(scenes), E)
-        object_text = self.object_embeds[object_ids.clamp_min(0)] if len(self.objects) else torch.zeros(len(objects), E)
-        return scene_ids.to(device), object_ids.to(device), scene_text.to(device), object_text.to(device)
-
-    def to_json(self) -> dict:
-        return {"scenes": self.scenes, "objects": self.objects}
-
-
-def understanding_losses(model, batch, targets: AttributeTargets, loss_cfg: LossConfig, generator, device):
+def understanding_losses(model, batch, targets, loss_cfg: LossConfig, generator, device):
     """The stage-1 loss terms as zero-argument callables (so weight-0 terms are never computed)."""
     from uniemo.losses import emotion_ce_loss, expert_contrastive_loss
 
@@ -262,10 +236,10 @@ def predict(model, loader, accelerator) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
-def write_model_folder(out: Path, classifier, extra: dict, attributes: dict) -> None:
+def write_model_folder(out: Path, classifier, extra: dict, attributes) -> None:
     out.mkdir(parents=True, exist_ok=True)
     classifier.save_pretrained(out / "classifier")
-    (out / "attributes.json").write_text(json.dumps(attributes, indent=1) + "\n")
+    attributes.save(out)
     (out / "uniemo.json").write_text(json.dumps({
         "format_version": FORMAT_VERSION, "stage": "understanding",
         "emotions": list(classifier.config.emotions), "components": ["classifier"], **extra,
@@ -289,6 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm.auto import tqdm
 
     from eval.metrics import classification_report
+    from uniemo.attributes import AttributeTargets
     from uniemo.clip import AttributeTextEncoder
     from uniemo.constants import LABEL_SPACES
     from uniemo.data import build_dataset, build_transform, collate_records
@@ -330,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.data.max_train_samples:
         train_set.entries = train_set.entries[:cfg.data.max_train_samples]
     scenes, objects = train_set.attribute_vocab()
-    targets = AttributeTargets(scenes, objects, AttributeTextEncoder(clip_model, clip_tokenizer))
+    targets = AttributeTargets.from_text_encoder(scenes, objects, AttributeTextEncoder(clip_model, clip_tokenizer))
     del clip_model  # the text embeddings are cached; the text tower is no longer needed
     if not arch.use_queries:
         cfg.loss.scene = cfg.loss.object = 0.0  # no expert queries, nothing to supervise
@@ -456,7 +431,7 @@ def main(argv: list[str] | None = None) -> dict:
         chosen = EmoClassifier.from_pretrained(best_dir) if best_dir.is_dir() else accelerator.unwrap_model(model)
         write_model_folder(out_dir / "final", chosen,
                            {"clip": cfg.model.clip, "dataset": cfg.data.dataset, **final},
-                           targets.to_json())
+                           targets)
         log({"step": step, "final": final})
     accelerator.end_training()
     return final
