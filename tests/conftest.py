@@ -82,3 +82,43 @@ def write_learnable_emoset(root, per_class_train=24, per_class_val=8, size=32, s
 @pytest.fixture(scope="session")
 def learnable_emoset(tmp_path_factory):
     return write_learnable_emoset(tmp_path_factory.mktemp("learnable_emoset"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A tiny Stable Diffusion saved in the diffusers layout (loaded back through the real SD code path)."""
+    from uniemo.diffusion import build_tiny_stable_diffusion
+
+    path = tmp_path_factory.mktemp("tiny_sd")
+    build_tiny_stable_diffusion().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_stage1_dir(tmp_path_factory, learnable_emoset):
+    from train.understanding import main
+
+    out = tmp_path_factory.mktemp("stage1")
+    main(["--preset", "tiny", f"data.root={learnable_emoset}", f"out_dir={out}", "max_steps=4", "eval_every=4"])
+    return out / "final"
+
+
+@pytest.fixture(scope="session")
+def tiny_correlation_dir(tmp_path_factory, learnable_emoset):
+    from train.probe import main
+
+    out = tmp_path_factory.mktemp("probe")
+    main(["--preset", "tiny", f"data.root={learnable_emoset}", f"out_dir={out}"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, learnable_emoset, tiny_sd_dir, tiny_stage1_dir, tiny_correlation_dir):
+    """A complete UniEmo model folder from the tiny stage 1, probe/α and stage 2 (a few steps each)."""
+    from train.joint import main
+
+    out = tmp_path_factory.mktemp("joint")
+    main(["--preset", "tiny", f"data.root={learnable_emoset}", f"out_dir={out}", f"model.stage1={tiny_stage1_dir}",
+          f"model.diffusion={tiny_sd_dir}", f"model.correlation={tiny_correlation_dir}", "max_steps=2",
+          "validation_every=0"])
+    return out / "final"

@@ -1,0 +1,133 @@
+"""UniEmoPipeline on a tiny model folder built by the real scripts (stage 1, probe/α, stage 2)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from uniemo import EMOTIONS, UniEmoPipeline
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model_dir):
+    p = UniEmoPipeline.from_pretrained(tiny_model_dir)
+    p.defaults.update(num_inference_steps=2)
+    return p
+
+
+def pixels(images):
+    return np.stack([np.asarray(im) for im in images])
+
+
+def test_loads_offline_with_every_component(pipe, tiny_model_dir):
+    info = json.loads((tiny_model_dir / "uniemo.json").read_text())
+    assert set(info["components"]) >= {"classifier", "fusion", "emotion_space", "attributes", "correlation",
+                                       "diffusion"}
+    assert pipe.emotions == EMOTIONS
+    assert pipe.correlation is not None
+
+
+def test_generate_transfer_fuse_return_pil_images(pipe):
+    for images in (pipe.generate("awe", num_images=2, seed=0),
+                   pipe.transfer("fear", "lamp", num_images=2, seed=0),
+                   pipe.fuse("amusement", "fear", weight=0.7, num_images=2, seed=0),
+                   pipe.neutral("lamp", num_images=1, seed=0)):
+        assert all(isinstance(im, Image.Image) and im.size == (32, 32) for im in images)
+
+
+def test_same_seed_same_pixels_and_per_image_seeds(pipe):
+    a = pipe.generate("awe", num_images=2, seed=3)
+    b = pipe.generate("awe", num_images=2, seed=3)
+    assert np.array_equal(pixels(a), pixels(b))
+    c = pipe.generate("awe", num_images=1, seed=4)
+    assert np.array_equal(pixels(a[1:]), pixels(c))
+    d = pipe.generate("awe", num_images=1, seed=99)
+    assert not np.array_equal(pixels(a[:1]), pixels(d))
+
+
+def test_fuse_weight_one_is_the_first_emotion(pipe):
+    assert torch.equal(pipe.fuse_condition("awe", "fear", 1.0, 2, seed=5), pipe.condition("awe", 2, seed=5))
+    assert torch.equal(pipe.fuse_condition("awe", "fear", 0.0, 1, seed=5), pipe.condition("fear", 1, seed=5 + 1_000_003))
+    mid = pipe.fuse_condition("awe", "fear", 0.25, 1, seed=5)
+    expected = 0.25 * pipe.condition("awe", 1, seed=5) + 0.75 * pipe.condition("fear", 1, seed=5 + 1_000_003)
+    assert torch.allclose(mid, expected)
+    assert np.array_equal(pixels(pipe.fuse("awe", "fear", weight=1.0, seed=5)), pixels(pipe.generate("awe", seed=5)))
+
+
+def test_conditions_differ_between_emotions(pipe):
+    assert not torch.allclose(pipe.condition("awe", 1, seed=0), pipe.condition("fear", 1, seed=0))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: p.generate("joyful"), "amusement, awe"),
+    (lambda p: p.transfer("grief", "lamp"), "choose one of"),
+    (lambda p: p.fuse("awe", "fear", weight=1.5), r"\[0, 1\]"),
+    (lambda p: p.fuse("awe", "fear", weight=-0.1), r"\[0, 1\]"),
+    (lambda p: p.generate("awe", num_images=0), "num_images"),
+    (lambda p: p.generate("awe", num_inference_steps=0), "num_inference_steps"),
+    (lambda p: p.generate("awe", guidance_scale=99.0), "guidance_scale"),
+    (lambda p: p.transfer("awe", "   "), "noun is empty"),
+    (lambda p: p.transfer("awe", "x" * 10_000), "at most"),
+    (lambda p: p.set_scheduler("magic"), "unipc"),
+])
+def test_bad_arguments_say_what_is_allowed(pipe, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(pipe)
+
+
+def test_classify(pipe, learnable_emoset):
+    image = Image.open(next((learnable_emoset / "image" / "awe").iterdir()))
+    pred = pipe.classify(image)
+    assert set(pred.probs) == set(EMOTIONS) and abs(sum(pred.probs.values()) - 1) < 1e-5
+    assert pred.label == max(pred.probs, key=pred.probs.get)
+    assert pred.scene_attention.shape == (4, 4) and pred.scene_attention.max() == pytest.approx(1.0)
+    assert pred.object_attention.min() >= 0
+    assert pred.scene_attributes and pred.scene_attributes[0][0] in {"sky", "sea", "forest", "room"}
+    # odd modes are converted, arrays and paths accepted
+    for variant in (image.convert("RGBA"), image.convert("L"), image.convert("P"), np.asarray(image)):
+        assert pipe.classify(variant).probs.keys() == pred.probs.keys()
+
+
+def test_classify_rejects_unreadable_input(pipe, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="bad.jpg"):
+        pipe.classify(bad)
+    with pytest.raises(ValueError, match="uint8"):
+        pipe.classify(np.zeros((4, 4), dtype=np.float32))
+
+
+def test_save_load_round_trip_same_pixels(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "copy")
+    again = UniEmoPipeline.from_pretrained(tmp_path / "copy")
+    again.defaults.update(num_inference_steps=2)
+    assert np.array_equal(pixels(pipe.generate("sadness", seed=1)), pixels(again.generate("sadness", seed=1)))
+    assert np.array_equal(pixels(pipe.transfer("awe", "cup", seed=2)), pixels(again.transfer("awe", "cup", seed=2)))
+
+
+def test_loading_errors(tmp_path, tiny_model_dir):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        UniEmoPipeline.from_pretrained(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="uniemo.json"):
+        UniEmoPipeline.from_pretrained(tmp_path / "empty")
+    import shutil
+
+    newer = tmp_path / "newer"
+    shutil.copytree(tiny_model_dir, newer)
+    info = json.loads((newer / "uniemo.json").read_text())
+    (newer / "uniemo.json").write_text(json.dumps({**info, "format_version": 99}))
+    with pytest.raises(ValueError, match="newer"):
+        UniEmoPipeline.from_pretrained(newer)
+    (newer / "uniemo.json").write_text(json.dumps({**info, "components": ["classifier"]}))
+    with pytest.raises(ValueError, match="lacks component"):
+        UniEmoPipeline.from_pretrained(newer)
+
+
+def test_uses_the_stock_diffusers_pipeline(pipe):
+    from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
+
+    assert type(pipe.sd) is StableDiffusionPipeline
+    assert isinstance(pipe.sd.scheduler, UniPCMultistepScheduler)

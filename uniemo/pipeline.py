@@ -1,0 +1,402 @@
+"""``UniEmoPipeline``: the one inference entry point for scripts, evaluation and the demo (METHOD.md section 6).
+
+It holds the trained classifier, the fusion module, the emotion space, the attribute base, the α table and a
+stock diffusers ``StableDiffusionPipeline`` (composition, not subclassing). Generation builds the condition c,
+turns it into ``prompt_embeds`` through the placeholder token, and calls the stock pipeline with those
+embeddings (negative = the empty prompt) — no sampler of our own.
+
+Seeds: image i of a call with ``seed=s`` uses seed ``s + i`` for both its emotion-space sample and its initial
+latents, so ``generate(e, num_images=2, seed=0)[1]`` equals ``generate(e, num_images=1, seed=1)[0]``.
+
+Model folder (INTERFACES.md): ``uniemo.json``, ``classifier/``, ``fusion/``, ``emotion_space.safetensors``,
+``attributes.json`` + ``attributes.safetensors``, optional ``correlation.safetensors`` + ``.json``, optional
+``diffusion/``. Only JSON and safetensors are read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from uniemo.constants import PLACEHOLDER_TOKEN
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+REQUIRED_COMPONENTS = ("classifier", "fusion", "emotion_space", "attributes")
+SCHEDULERS = ("unipc", "ddim", "dpm++", "euler", "pndm")
+MAX_IMAGES = 16
+MAX_STEPS = 200
+MAX_GUIDANCE = 30.0
+MAX_NOUN_CHARS = 200
+# Official sampler settings (UniPC, 50 steps, guidance 7.5); FAST_SETTINGS are documented faster ones.
+OFFICIAL_SETTINGS = {"scheduler": "unipc", "num_inference_steps": 50, "guidance_scale": 7.5}
+FAST_SETTINGS = {"scheduler": "dpm++", "num_inference_steps": 20, "guidance_scale": 7.5}
+
+
+@dataclass
+class EmotionPrediction:
+    """The result of ``classify``.
+
+    Attributes:
+        label: the most probable emotion.
+        probs: every label -> probability (sums to 1), in the model's label order.
+        scene_attention, object_attention: (g, g) float arrays in [0, 1] (max = 1) over the patch grid of
+            ``view``; the attention of the scene / object queries on the image (paper Fig. 9).
+        scene_attributes, object_attributes: nearest attribute names with cosine similarities.
+        view: the square centre crop the model saw (at its original resolution), for overlays.
+    """
+
+    label: str
+    probs: dict[str, float]
+    scene_attention: np.ndarray
+    object_attention: np.ndarray
+    scene_attributes: list[tuple[str, float]] = field(default_factory=list)
+    object_attributes: list[tuple[str, float]] = field(default_factory=list)
+    view: Image.Image | None = None
+
+
+def load_input_image(image) -> Image.Image:
+    """PIL image, path or (H, W[, C]) uint8 array -> RGB PIL image; a clear ``ValueError`` otherwise."""
+    from uniemo.data.transforms import to_rgb
+
+    if isinstance(image, (str, os.PathLike)):
+        from uniemo.data.base import UnreadableImageError, load_image
+
+        try:
+            image = load_image(image)
+        except UnreadableImageError as e:
+            raise ValueError(str(e)) from e
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"an image array must be uint8 (H, W) or (H, W, C), got {image.dtype} {image.shape}")
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
+    try:
+        image.load()
+        return to_rgb(image)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"the image could not be decoded: {e}") from e
+
+
+def _center_crop(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return image.crop((left, top, left + s, top + s))
+
+
+class UniEmoPipeline:
+    """Classify, generate, transfer and fuse with a trained UniEmo model.
+
+    Build it with ``from_pretrained``; the constructor takes ready components (tests, training scripts).
+    """
+
+    def __init__(self, classifier, fusion, emotion_space, attributes, sd_pipe, placeholder_id: int,
+                 correlation=None, resolution: int = 512, info: dict | None = None):
+        self.classifier = classifier.eval()
+        self.fusion = fusion.eval()
+        self.emotion_space = emotion_space
+        self.attributes = attributes
+        self.correlation = correlation
+        self.sd = sd_pipe
+        self.sd.set_progress_bar_config(disable=True)
+        self.placeholder_id = placeholder_id
+        self.resolution = resolution
+        self.info = dict(info or {})
+        self.defaults = dict(OFFICIAL_SETTINGS)
+        self.set_scheduler(self.defaults["scheduler"])
+        from uniemo.data.transforms import build_transform
+
+        cfg = classifier.config
+        self.transform = build_transform(cfg.image_size, False, cfg.image_mean, cfg.image_std)
+        if tuple(emotion_space.emotions) != tuple(cfg.emotions):
+            raise ValueError(f"emotion space labels {emotion_space.emotions} differ from the classifier's")
+        self._negative = None
+
+    # ---------------------------------------------------------------------------------------------- loading
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str = "cpu",
+                        torch_dtype: torch.dtype | None = None) -> UniEmoPipeline:
+        """Load a model folder (or a Hugging Face Hub repo id, downloaded unless offline)."""
+        from uniemo.attributes import AttributeTargets
+        from uniemo.classifier import EmoClassifier
+        from uniemo.diffusion import add_placeholder_token, load_stable_diffusion
+        from uniemo.emotion_space import EmotionSpace
+        from uniemo.fusion import EmoFusion
+
+        root = Path(path_or_repo)
+        if not root.exists():
+            name = str(path_or_repo)
+            looks_like_repo = name.count("/") == 1 and not name.startswith((".", "/", "~"))
+            if not looks_like_repo:
+                raise FileNotFoundError(f"model folder {name!r} does not exist")
+            from huggingface_hub import snapshot_download
+
+            try:
+                root = Path(snapshot_download(str(path_or_repo)))
+            except Exception as e:  # offline, unknown repo, no access
+                raise FileNotFoundError(
+                    f"{str(path_or_repo)!r} is neither a local model folder nor a reachable Hub repo ({e})") from e
+        manifest = root / "uniemo.json"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{str(root)!r} is not a UniEmo model folder: no uniemo.json")
+        info = json.loads(manifest.read_text())
+        version = info.get("format_version", 0)
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{root} has format version {version}, newer than this UniEmo ({FORMAT_VERSION}): "
+                             "upgrade uniemo to load it")
+        missing = [c for c in REQUIRED_COMPONENTS if c not in info.get("components", [])]
+        if missing:
+            raise ValueError(f"{root} lacks component(s) {missing}; a model folder needs {list(REQUIRED_COMPONENTS)}")
+        classifier = EmoClassifier.from_pretrained(root / "classifier")
+        fusion = EmoFusion.from_pretrained(root / "fusion")
+        space = EmotionSpace.load(root)
+        attributes = AttributeTargets.load(root)
+        correlation = None
+        if "correlation" in info["components"]:
+            from uniemo.correlation import CorrelationTable
+
+            correlation = CorrelationTable.load(root)
+        base = info.get("diffusion", "")
+        diffusion_path = str(root / base) if base.startswith("diffusion") else base
+        sd = load_stable_diffusion(diffusion_path, torch_dtype=torch_dtype)
+        placeholder_id = add_placeholder_token(sd.tokenizer, sd.text_encoder, info.get("placeholder_token",
+                                                                                        PLACEHOLDER_TOKEN))
+        pipe = cls(classifier, fusion, space, attributes, sd, placeholder_id, correlation,
+                   resolution=int(info.get("resolution", 512)), info={**info, "path": str(root)})
+        return pipe.to(device)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.classifier.save_pretrained(out / "classifier")
+        self.fusion.save_pretrained(out / "fusion")
+        self.emotion_space.save(out)
+        self.attributes.save(out)
+        components = list(REQUIRED_COMPONENTS)
+        if self.correlation is not None:
+            self.correlation.save(out)
+            components.append("correlation")
+        base = self.info.get("diffusion", "diffusion/")
+        if base.startswith("diffusion") or Path(base).exists():
+            if (out / "diffusion").exists():
+                shutil.rmtree(out / "diffusion")
+            self.sd.save_pretrained(out / "diffusion", safe_serialization=True)
+            base = "diffusion/"
+            components.append("diffusion")
+        info = {k: v for k, v in self.info.items() if k != "path"}
+        info.update(format_version=FORMAT_VERSION, emotions=list(self.emotions), components=components,
+                    diffusion=base, placeholder_token=PLACEHOLDER_TOKEN, resolution=self.resolution)
+        (out / "uniemo.json").write_text(json.dumps(info, indent=2) + "\n")
+
+    def to(self, device: str | torch.device) -> UniEmoPipeline:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.classifier.to(self.device)
+        self.fusion.to(self.device)
+        self.sd.to(self.device)
+        self._negative = None
+        return self
+
+    @property
+    def emotions(self) -> tuple[str, ...]:
+        return tuple(self.classifier.config.emotions)
+
+    def set_scheduler(self, name: str) -> None:
+        """Swap the sampler: ``unipc`` (official), ``ddim``, ``dpm++``, ``euler``, ``pndm``."""
+        from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler,
+                               UniPCMultistepScheduler)
+
+        classes = {"unipc": UniPCMultistepScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler,
+                   "euler": EulerDiscreteScheduler, "pndm": PNDMScheduler}
+        if name not in classes:
+            raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+        self.sd.scheduler = classes[name].from_config(self.sd.scheduler.config)
+        self.defaults["scheduler"] = name
+
+    # ---------------------------------------------------------------------------------------- understanding
+
+    def _emotion_index(self, emotion: str) -> int:
+        if not isinstance(emotion, str) or emotion not in self.emotions:
+            raise ValueError(f"unknown emotion {emotion!r}; choose one of {', '.join(self.emotions)}")
+        return self.emotions.index(emotion)
+
+    @torch.no_grad()
+    def classify(self, image, top_attributes: int = 3) -> EmotionPrediction:
+        """Emotion probabilities, scene/object attention maps and nearest attributes for one image.
+
+        Args:
+            image: a PIL image (any mode; animations use their first frame), a path, or a uint8 array.
+        """
+        image = load_input_image(image)
+        pixel_values = self.transform(image).unsqueeze(0).to(self.device)
+        out = self.classifier(pixel_values, return_attention=True)
+        probs = out.logits.float().softmax(-1)[0].cpu()
+        scene_pts, object_pts = self.classifier.project_queries(out)
+
+        def unit(att: torch.Tensor) -> np.ndarray:
+            a = att[0].float().cpu().numpy()
+            return a / a.max() if a.max() > 0 else a
+
+        return EmotionPrediction(
+            label=self.emotions[int(probs.argmax())],
+            probs={e: float(p) for e, p in zip(self.emotions, probs)},
+            scene_attention=unit(out.scene_attention),
+            object_attention=unit(out.object_attention),
+            scene_attributes=self.attributes.nearest(scene_pts, "scene", top_attributes)[0],
+            object_attributes=self.attributes.nearest(object_pts, "object", top_attributes)[0],
+            view=_center_crop(image),
+        )
+
+    # -------------------------------------------------------------------------------------------- condition
+
+    @torch.no_grad()
+    def _condition_from_embeds(self, cls_embed, scene_embed, object_embed, emotion_idx: int) -> torch.Tensor:
+        """Fuse three (B, D) embeds into c (B, C) with α looked up at the target emotion."""
+        from uniemo.classifier import EmoFeatures
+
+        feats = EmoFeatures(cls_embed=cls_embed, scene_embed=scene_embed, object_embed=object_embed)
+        target = torch.full((len(cls_embed),), emotion_idx, dtype=torch.long)
+        if self.correlation is None:
+            a_s = a_o = torch.ones(len(cls_embed))
+        else:
+            scene_pts, object_pts = self.classifier.project_queries(feats)
+            s_idx, o_idx, _, _ = self.correlation.match(scene_pts.float().cpu(), object_pts.float().cpu())
+            a_s, a_o = self.correlation.lookup(s_idx, o_idx, target)
+        dev = self.device
+        return self.fusion(cls_embed.to(dev), scene_embed.to(dev), object_embed.to(dev), a_s.to(dev), a_o.to(dev))
+
+    @torch.no_grad()
+    def condition(self, emotion: str, num_images: int = 1, seed: int = 0, image=None) -> torch.Tensor:
+        """The fused condition c (num_images, C) for ``emotion``: from the emotion space (seed ``seed + i`` for
+        row i), or, when ``image`` is given, from that reference image's own features (same row repeated)."""
+        e = self._emotion_index(emotion)
+        if image is not None:
+            pixel_values = self.transform(load_input_image(image)).unsqueeze(0).to(self.device)
+            f = self.classifier.forward_features(pixel_values)
+            embeds = [f.cls_embed, f.scene_embed, f.object_embed]
+            embeds = [t.float().expand(num_images, -1) for t in embeds]
+        else:
+            rows = [self.emotion_space.sample(e, 1, torch.Generator().manual_seed(seed + i)) for i in range(num_images)]
+            embeds = [torch.cat([r[k] for r in rows]).to(self.device) for k in ("cls", "scene", "object")]
+        return self._condition_from_embeds(*embeds, e)
+
+    @torch.no_grad()
+    def prompt_embeds(self, condition: torch.Tensor, noun: str | None = None) -> torch.Tensor:
+        """c (B, C) -> prompt_embeds (B, 77, C) through the placeholder (``"<emotion>"`` or ``"<emotion> noun"``)."""
+        from uniemo.diffusion import encode_condition
+
+        prompt = PLACEHOLDER_TOKEN if noun is None else f"{PLACEHOLDER_TOKEN} {noun}"
+        dtype = self.sd.text_encoder.dtype
+        return encode_condition(self.sd.text_encoder, self.sd.tokenizer, condition.to(self.device, dtype), prompt,
+                                self.placeholder_id)
+
+    # ------------------------------------------------------------------------------------------- generation
+
+    def _settings(self, num_images, num_inference_steps, guidance_scale, size) -> tuple[int, float, int]:
+        """Fill in the defaults (``None``) and validate; returns (steps, guidance, size)."""
+        steps = self.defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        guidance = self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+        size = self.resolution if size is None else size
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or not 1 <= num_images <= MAX_IMAGES:
+            raise ValueError(f"num_images must be an integer from 1 to {MAX_IMAGES}, got {num_images!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise ValueError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0.0 <= guidance <= MAX_GUIDANCE:
+            raise ValueError(f"guidance_scale must be a number between 0 and {MAX_GUIDANCE}, got {guidance!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size % 8 or not 8 <= size <= 2048:
+            raise ValueError(f"size must be a multiple of 8 between 8 and 2048, got {size!r}")
+        return steps, float(guidance), size
+
+    def _check_noun(self, noun: str) -> str:
+        if not isinstance(noun, str) or not noun.strip():
+            raise ValueError("the noun is empty: give an object such as bench, book, cup, lamp, room, sofa, street")
+        noun = " ".join(noun.split())
+        if len(noun) > MAX_NOUN_CHARS:
+            raise ValueError(f"the noun is {len(noun)} characters long; at most {MAX_NOUN_CHARS} are allowed")
+        if PLACEHOLDER_TOKEN in noun:
+            raise ValueError(f"the noun may not contain the placeholder token {PLACEHOLDER_TOKEN}")
+        return noun
+
+    @torch.no_grad()
+    def _render(self, prompt_embeds: torch.Tensor, seed: int, settings: tuple[int, float, int],
+                callback: Callable[[int, int], None] | None) -> list[Image.Image]:
+        steps, guidance, size = settings
+        if self._negative is None:
+            from uniemo.diffusion import encode_prompt
+
+            self._negative = encode_prompt(self.sd.text_encoder, self.sd.tokenizer, [""])
+        negative = self._negative.expand(len(prompt_embeds), -1, -1)
+        generators = [torch.Generator().manual_seed(seed + i) for i in range(len(prompt_embeds))]
+
+        def on_step(pipe, step, timestep, kwargs):
+            if callback is not None:
+                callback(step + 1, steps)
+            return kwargs
+
+        return self.sd(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, height=size, width=size,
+                       num_inference_steps=steps, guidance_scale=guidance, generator=generators,
+                       callback_on_step_end=on_step, output_type="pil").images
+
+    def generate(self, emotion: str, num_images: int = 1, seed: int = 0, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, size: int | None = None, image=None,
+                 callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+        """Images evoking ``emotion`` (condition from the emotion space, or from a reference ``image``)."""
+        self._emotion_index(emotion)
+        settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
+        c = self.condition(emotion, num_images, seed, image=image)
+        return self._render(self.prompt_embeds(c), seed, settings, callback)
+
+    def transfer(self, emotion: str, noun: str, num_images: int = 1, seed: int = 0,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 size: int | None = None, image=None,
+                 callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+        """The emotion carried onto a neutral object: prompt ``"<emotion> {noun}"``."""
+        self._emotion_index(emotion)
+        noun = self._check_noun(noun)
+        settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
+        c = self.condition(emotion, num_images, seed, image=image)
+        return self._render(self.prompt_embeds(c, noun), seed, settings, callback)
+
+    def neutral(self, noun: str, num_images: int = 1, seed: int = 0, num_inference_steps: int | None = None,
+                guidance_scale: float | None = None, size: int | None = None,
+                callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+        """The noun alone, plain text prompt, same seeds: the comparison image for ``transfer``."""
+        from uniemo.diffusion import encode_prompt
+
+        noun = self._check_noun(noun)
+        settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
+        embeds = encode_prompt(self.sd.text_encoder, self.sd.tokenizer, [noun] * num_images)
+        return self._render(embeds, seed, settings, callback)
+
+    def fuse_condition(self, emotion_a: str, emotion_b: str, weight: float, num_images: int = 1,
+                       seed: int = 0) -> torch.Tensor:
+        """c = w·c(a) + (1 − w)·c(b), each with its own α; c(b) uses the seeds ``seed + i + 1_000_003``."""
+        self._emotion_index(emotion_a)
+        self._emotion_index(emotion_b)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be a number in [0, 1] (1 gives {emotion_a!r} alone), got {weight!r}")
+        ca = self.condition(emotion_a, num_images, seed)
+        cb = self.condition(emotion_b, num_images, seed + 1_000_003)
+        return weight * ca + (1.0 - weight) * cb
+
+    def fuse(self, emotion_a: str, emotion_b: str, weight: float = 0.5, num_images: int = 1, seed: int = 0,
+             num_inference_steps: int | None = None, guidance_scale: float | None = None, size: int | None = None,
+             callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+        """Weighted fusion of two emotions (``weight`` in [0, 1]; 1 gives ``emotion_a`` alone)."""
+        settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
+        c = self.fuse_condition(emotion_a, emotion_b, weight, num_images, seed)
+        return self._render(self.prompt_embeds(c), seed, settings, callback)
