@@ -1,6 +1,7 @@
 """Pure metric functions (METHOD.md section 8): no model loading, no CLI. Unit-tested.
 
-Paper -> code: accuracy -> ``classification_report``; 2-class collapse -> ``collapse_to_binary``.
+Paper -> code: accuracy -> ``classification_report``; 2-class collapse -> ``collapse_to_binary``;
+zero-shot FI (labels matched by name) -> ``align_logits``; Twitter 5-fold mean -> ``fold_summary``.
 """
 
 from __future__ import annotations
@@ -66,3 +67,61 @@ def collapse_to_binary(
     p_pos = probs[:, is_pos].sum(dim=1)
     p_neg = probs[:, ~is_pos].sum(dim=1)
     return torch.stack([p_neg, p_pos], dim=1), is_pos[labels.long()].long()
+
+
+def align_logits(logits: Tensor, source_names: Sequence[str], target_names: Sequence[str]) -> Tensor:
+    """Reorder score columns from one label order to another, matching names case-insensitively.
+
+    Used when a model and a dataset share their labels in a different order (an EmoSet model on FI, whose
+    folders are often alphabetical): indices must never be compared across label lists, only names.
+
+    Args:
+        logits: (N, S) scores in ``source_names`` order.
+        source_names: the S label names of the columns.
+        target_names: the T wanted label names, each one present in ``source_names``.
+
+    Returns:
+        (N, T) scores, column j being the source column named ``target_names[j]``.
+    """
+    lookup = {name.lower(): i for i, name in enumerate(source_names)}
+    missing = [name for name in target_names if name.lower() not in lookup]
+    if missing:
+        raise ValueError(f"label(s) {missing} are not among the scores' labels {list(source_names)}")
+    order = torch.tensor([lookup[name.lower()] for name in target_names], dtype=torch.long)
+    return logits[:, order.to(logits.device)]
+
+
+def normalize_confusion(cm: Tensor) -> Tensor:
+    """Row-normalised confusion matrix: each true class's row sums to 1 (an empty row stays all zeros).
+
+    Args:
+        cm: (C, C) counts, row = true class.
+
+    Returns:
+        (C, C) float fractions; the diagonal is the per-class accuracy.
+    """
+    cm = torch.as_tensor(cm, dtype=torch.float64)
+    # clamp_min keeps classes absent from the split at 0 instead of 0/0 = NaN
+    return cm / cm.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
+def fold_summary(values: Sequence[float]) -> dict:
+    """Mean, population standard deviation, min and max of per-fold numbers (cross-validation report).
+
+    Args:
+        values: one number per fold, e.g. the five Twitter test-fold accuracies.
+
+    Returns:
+        ``{"mean", "std", "min", "max", "num_folds"}``; ``std`` uses ddof=0, the spread of these folds
+        rather than an estimate for unseen ones.
+    """
+    if len(values) == 0:
+        raise ValueError("fold_summary needs at least one value")
+    x = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    return {
+        "mean": x.mean().item(),
+        "std": x.std(correction=0).item(),
+        "min": x.min().item(),
+        "max": x.max().item(),
+        "num_folds": len(values),
+    }

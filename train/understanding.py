@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         chosen = EmoClassifier.from_pretrained(best_dir) if best_dir.is_dir() else accelerator.unwrap_model(model)
         write_model_folder(out_dir / "final", chosen,
-                           {"clip": cfg.model.clip, "dataset": cfg.data.dataset, **final},
+                           {"clip": cfg.model.clip, "dataset": cfg.data.dataset, **extra, **final},
                            targets)
         log({"step": step, "final": final})
     accelerator.end_training()
