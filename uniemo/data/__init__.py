@@ -31,7 +31,7 @@ from uniemo.data.folder import ImageFolderDataset
 from uniemo.data.transforms import build_transform, to_rgb
 from uniemo.data.twitter import TwitterDataset, assign_folds
 
-# EmoShapes generator slot: uniemo/data/emoshapes.py (METHOD.md section 10) is exported here when it lands.
+from uniemo.data.emoshapes import EmoShapesConfig, caption_of, emotion_of, generate_emoshapes, render  # noqa: F401
 
 DATASET_NAMES: tuple[str, ...] = ("emoset", "emoshapes", "fi", "emotionroi", "twitter1", "twitter2", "folder")
 
