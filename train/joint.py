@@ -17,8 +17,19 @@ Launch:
         model.stage1=runs/emoset-vit-l-14/final model.correlation=runs/probe data.root=/data/EmoSet-118K
     torchrun --nproc_per_node 2 train/joint.py --preset tiny ...        # several CPU processes (gloo)
 
+Explicit feedback (METHOD.md section 7): ``feedback.manifest=runs/fb/manifest.jsonl`` (train/feedback.py) mixes
+the kept generated images into the training set at ``feedback.proportion`` p (0.2); with ``model.stage1``,
+``model.init_fusion`` and ``model.correlation`` all set to the previous model folder, stage 2 continues from it.
+The online memory bank (EmoSym): ``memory_bank.enabled=true``; every ``memory_bank.every`` steps the current
+model generates ``memory_bank.per_emotion`` images per emotion (conditions sampled from an emotion space fitted
+on a few training images with the current encoder), the filter of Algorithm 1 keeps some, and the bank takes
+the slots of the real samples the classifier is most confident about (``uniemo.memory_bank``). Generated images
+(records with ``generated`` true) feed the understanding losses only: ``joint_step`` leaves them out of L_cond
+and L_diff.
+
 Writes to ``out_dir``: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/checkpoint-<step>/`` (``resume=latest``),
-``validation/step-<step>.png`` (a fixed-seed grid per emotion), and ``final/`` (the UniEmo model folder).
+``validation/step-<step>.png`` (a fixed-seed grid per emotion), ``memory_bank/`` (with the bank: the images of
+each update, their scores, ``state.json``) and ``final/`` (the UniEmo model folder).
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ class JointModelConfig:
     train_head: bool = False  # the stage-1 emotion head
     train_unet: bool = False
     copy_diffusion: bool | None = None  # write diffusion/ into the model folder; null = only for local bases
+    init_fusion: str | None = None  # start the mappers from a fusion/ folder (or a model folder) instead of afresh
 
 
 @dataclass
@@ -91,11 +103,37 @@ class JointOptimConfig:
 
 
 @dataclass
+class FeedbackConfig:
+    manifest: str | None = None  # train/feedback.py's manifest.jsonl: kept generated images to mix in
+    proportion: float = 0.2  # p, their share of the mixed training set (paper Table VIII: 0.05-0.3)
+
+
+@dataclass
+class MemoryBankConfig:
+    enabled: bool = False  # EmoSym's online memory bank
+    every: int = 500  # K: optimizer steps between bank updates
+    per_emotion: int = 16  # M: images generated per emotion at each update
+    proportion: float = 0.2  # p: the bank's share of the training set (its size stays that of the real set)
+    eta: float = 20.0  # the filter's band (uniemo.filtering.select_feedback), per emotion
+    delta: float = 80.0
+    probe: str | None = None  # train/probe.py run (α probe + its CLIP) scoring P_emo / S_sem; null: model.correlation
+    steps: int = 25  # sampler steps for the bank's images
+    guidance: float = 7.5
+    scheduler: str = "unipc"
+    space_per_emotion: int = 64  # training images per emotion for the quick emotion space of each update
+    confidence: str = "label"  # label: p(true label) of a real sample | max: max-softmax (EmoSym's)
+    confidence_pool: int | None = None  # real samples scored per update (a seeded random subset); null: all
+    repeat: bool = True  # fill every bank slot while the bank holds fewer images (p fixed from the first update)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: JointModelConfig = field(default_factory=JointModelConfig)
     loss: JointLossConfig = field(default_factory=JointLossConfig)
     optim: JointOptimConfig = field(default_factory=JointOptimConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    memory_bank: MemoryBankConfig = field(default_factory=MemoryBankConfig)
     out_dir: str = "runs/joint"
     seed: int = 0
     resolution: int = 512  # diffusion training resolution
@@ -120,6 +158,23 @@ class Config:
             raise ValueError(f"loss.condition_variant must be paper or official, got {self.loss.condition_variant!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not 0.0 <= self.feedback.proportion < 1.0:
+            raise ValueError(f"feedback.proportion must lie in [0, 1), got {self.feedback.proportion}")
+        bank = self.memory_bank
+        if bank.enabled:
+            if self.feedback.manifest:
+                raise ValueError("use either feedback.manifest (offline round) or memory_bank.enabled, not both")
+            if not 0.0 < bank.proportion < 1.0:
+                raise ValueError(f"memory_bank.proportion must lie in (0, 1), got {bank.proportion}")
+            if bank.every < 1 or bank.per_emotion < 1 or bank.space_per_emotion < 1:
+                raise ValueError("memory_bank.every, per_emotion and space_per_emotion must be >= 1")
+            if not 0.0 <= bank.eta <= bank.delta <= 100.0:
+                raise ValueError(f"need 0 <= memory_bank.eta <= memory_bank.delta <= 100, got {bank.eta}, {bank.delta}")
+            if bank.confidence not in ("label", "max"):
+                raise ValueError(f"memory_bank.confidence must be label or max, got {bank.confidence!r}")
+            if not (bank.probe or self.model.correlation):
+                raise ValueError("the memory bank scores images with an emotion probe: set memory_bank.probe (or "
+                                 "model.correlation) to a train/probe.py run folder")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -183,6 +238,10 @@ def joint_step(models: dict, batch: dict, cfg: Config, generator: torch.Generato
     images = batch["pixel_values"]
     labels = batch["labels"].to(device)
     out, condition, condition_logits = joint(classifier_view(images, inner.classifier.config), labels)
+    # Generated images (explicit feedback, memory bank) feed the understanding losses only: training the
+    # generation half on the model's own outputs would reinforce its own mistakes.
+    generated = batch.get("generated")
+    real = None if generated is None or not bool(generated.any()) else ~generated.to(device)
     scene_ids, object_ids, scene_text, object_text = models["attributes"].batch(
         batch["scene"], batch["objects"], generator, device)
     lc = cfg.loss
@@ -204,17 +263,27 @@ def joint_step(models: dict, batch: dict, cfg: Config, generator: torch.Generato
         return total
 
     def condition_term():
-        negatives = condition_negatives(out.logits.detach(), labels)
+        logits, cond_logits, target = out.logits, condition_logits, labels
+        if real is not None:
+            if not bool(real.any()):
+                return condition_logits.sum() * 0.0  # a batch of generated images only: nothing to learn here
+            logits, cond_logits, target = logits[real], cond_logits[real], target[real]
+        negatives = condition_negatives(logits.detach(), target)
         if lc.condition_variant == "official":
-            return official_condition_loss(condition_logits, labels, negatives, margin=lc.condition_margin)
-        return emotion_condition_loss(condition_logits, labels, negatives, margin=lc.condition_margin)
+            return official_condition_loss(cond_logits, target, negatives, margin=lc.condition_margin)
+        return emotion_condition_loss(cond_logits, target, negatives, margin=lc.condition_margin)
 
     def diffusion_term():
         vae, unet, scheduler = models["vae"], models["unet"], models["noise_scheduler"]
         wd = models["weight_dtype"]
+        pixels, cond = images, condition
+        if real is not None:
+            if not bool(real.any()):
+                return condition.sum() * 0.0
+            pixels, cond = images[real], condition[real]  # (B_real, ...)
         with torch.no_grad():
             # Convert images to latent space (frozen VAE)
-            latents = vae.encode((images * 2 - 1).to(wd)).latent_dist.sample(generator=None)
+            latents = vae.encode((pixels * 2 - 1).to(wd)).latent_dist.sample(generator=None)
             latents = latents * vae.config.scaling_factor
         # Sample noise and a random timestep per image, and add the noise (forward diffusion)
         noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(device)
@@ -222,7 +291,7 @@ def joint_step(models: dict, batch: dict, cfg: Config, generator: torch.Generato
         timesteps = timesteps.to(device)
         noisy_latents = scheduler.add_noise(latents, noise, timesteps)
         # The condition enters through the placeholder token, per sample and differentiably
-        prompt_embeds = encode_condition(models["text_encoder"], models["tokenizer"], condition.to(wd),
+        prompt_embeds = encode_condition(models["text_encoder"], models["tokenizer"], cond.to(wd),
                                          models["prompt"], models["placeholder_id"])
         model_pred = unet(noisy_latents, timesteps, encoder_hidden_states=prompt_embeds).sample
         if scheduler.config.prediction_type == "v_prediction":
@@ -273,9 +342,19 @@ def load_components(cfg: Config, device):
     placeholder_id = add_placeholder_token(pipe.tokenizer, pipe.text_encoder,
                                            initializer_token=cfg.model.placeholder_initializer)
     text_width = pipe.text_encoder.get_input_embeddings().embedding_dim
-    fusion = EmoFusion(EmoFusionConfig(vision_width=classifier.config.width, hidden_size=cfg.model.fusion_hidden,
-                                       text_width=text_width, num_classes=classifier.config.num_classes,
-                                       emotions=classifier.config.emotions))
+    if cfg.model.init_fusion:
+        # Continue from a trained model (explicit feedback's next round): its mappers, not a fresh init.
+        init = Path(cfg.model.init_fusion)
+        fusion = EmoFusion.from_pretrained(init / "fusion" if (init / "fusion").is_dir() else init)
+        fc = fusion.config
+        if (fc.vision_width, fc.text_width, tuple(fc.emotions)) != (classifier.config.width, text_width,
+                                                                    tuple(classifier.config.emotions)):
+            raise ValueError(f"model.init_fusion {init} (vision width {fc.vision_width}, text width {fc.text_width}, "
+                             f"emotions {fc.emotions}) does not fit the classifier and the diffusion text encoder")
+    else:
+        fusion = EmoFusion(EmoFusionConfig(vision_width=classifier.config.width, hidden_size=cfg.model.fusion_hidden,
+                                           text_width=text_width, num_classes=classifier.config.num_classes,
+                                           emotions=classifier.config.emotions))
     return classifier, attributes, correlation, fusion, pipe, placeholder_id
 
 
@@ -400,6 +479,136 @@ def log_validation(pipe, conditions, emotions, placeholder_id, cfg: Config, path
     grid.save(path)
 
 
+@torch.no_grad()
+def quick_emotion_space(classifier, dataset, per_emotion: int, batch_size: int, device, seed: int):
+    """An emotion space from ``per_emotion`` random training images of each emotion (current encoder, eval mode).
+
+    The memory bank generates from the model as it is now; refitting on the whole split at every update would
+    cost a full pass, while a few dozen images per emotion already place each Gaussian.
+    """
+    from tqdm.auto import tqdm
+
+    from uniemo.data import collate_records
+    from uniemo.emotion_space import EmotionSpace
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([entry.label for entry in dataset.entries])
+    chosen = []
+    for e in range(len(dataset.labels)):
+        members = torch.nonzero(labels == e).flatten()
+        chosen += members[torch.randperm(len(members), generator=g)[:per_emotion]].tolist()
+    feats: dict[str, list] = {"cls": [], "scene": [], "object": []}
+    seen = []
+    was_training = classifier.training
+    classifier.eval()
+    for start in tqdm(range(0, len(chosen), batch_size), desc="bank: emotion space", unit="batch"):
+        batch = collate_records([dataset[i] for i in chosen[start:start + batch_size]])
+        if batch is None:
+            continue
+        f = classifier.forward_features(batch["pixel_values"].to(device))
+        for key, value in zip(("cls", "scene", "object"), (f.cls_embed, f.scene_embed, f.object_embed)):
+            feats[key].append(value.float().cpu())
+        seen.append(batch["labels"])
+    classifier.train(was_training)
+    return EmotionSpace.fit({k: torch.cat(v) for k, v in feats.items()}, torch.cat(seen),
+                            tuple(classifier.config.emotions))
+
+
+@torch.no_grad()
+def real_confidences(classifier, dataset, indices: list[int], batch_size: int, device, kind: str):
+    """The classifier's confidence on the *real* samples ``indices`` (eval transform): p(true label) or max p.
+
+    Returns:
+        (N,) float64 numpy array over the whole dataset, NaN where a sample was not scored.
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from uniemo.data import collate_records
+
+    out = np.full(len(dataset), np.nan)
+    was_training = classifier.training
+    classifier.eval()
+    for start in tqdm(range(0, len(indices), batch_size), desc="bank: real confidences", unit="batch"):
+        batch = collate_records([dataset[i] for i in indices[start:start + batch_size]])
+        if batch is None:
+            continue
+        probs = classifier(batch["pixel_values"].to(device)).logits.float().softmax(dim=-1).cpu()
+        conf = (probs.gather(1, batch["labels"][:, None]).squeeze(1) if kind == "label"
+                else probs.max(dim=-1).values)
+        out[batch["index"].numpy()] = conf.double().numpy()
+    classifier.train(was_training)
+    return out
+
+
+def update_memory_bank(bank, joint, pipe, placeholder_id, attributes, correlation, scorer, space_set,
+                       cfg: Config, step: int, device, bank_dir: Path) -> dict:
+    """One bank update (main process): generate M per emotion, filter (Alg. 1), score the real samples, swap.
+
+    Returns:
+        A log record; the bank's state is also written to ``bank_dir/state.json`` for the other processes.
+    """
+    from tqdm.auto import tqdm
+
+    from uniemo.data.base import ImageEntry
+    from uniemo.filtering import select_feedback
+    from uniemo.memory_bank import confidence_pool
+    from uniemo.pipeline import UniEmoPipeline
+
+    mb = cfg.memory_bank
+    t0 = time.time()
+    inner = getattr(joint, "module", joint)
+    emotions = tuple(inner.classifier.config.emotions)
+    out = bank_dir / f"step-{step:06d}"
+    # Conditions from the model as it is now: a quick emotion space, then the stock inference path
+    space = quick_emotion_space(inner.classifier, space_set, mb.space_per_emotion, cfg.space_batch_size, device,
+                                seed=cfg.seed * 100_003 + step)
+    saved_scheduler = pipe.scheduler
+    paths, intended = [], []
+    try:
+        generator = UniEmoPipeline(inner.classifier, inner.fusion, space, attributes, pipe, placeholder_id,
+                                   correlation, resolution=cfg.resolution).to(device)
+        generator.set_scheduler(mb.scheduler)
+        for e, emotion in enumerate(tqdm(emotions, desc="bank: generate", unit="emotion")):
+            (out / emotion).mkdir(parents=True, exist_ok=True)
+            base = (cfg.seed * 100_003 + step) * 100_000 + 1000 * e  # image i: base + i, distinct per update
+            for start in range(0, mb.per_emotion, 16):
+                count = min(16, mb.per_emotion - start)
+                images = generator.generate(emotion, num_images=count, seed=base + start,
+                                            num_inference_steps=mb.steps, guidance_scale=mb.guidance)
+                for i, image in enumerate(images, start=start):
+                    path = out / emotion / f"{emotion}_{i:04d}.png"
+                    image.save(path)
+                    paths.append(str(path))
+                    intended.append(e)
+    finally:
+        # UniEmoPipeline switched the shared SD pipeline's sampler and put the modules in eval mode
+        pipe.scheduler = saved_scheduler
+        joint.train()
+
+    # Algorithm 1 on the new images, bands within each emotion
+    scores = scorer.feedback_scores(paths, intended, progress="bank: score")
+    kept = select_feedback(scores["emotion_score"], scores["semantic_score"], mb.eta, mb.delta, groups=intended)
+    items = [ImageEntry(path=paths[i], label=intended[i]) for i in kept]
+
+    # The real samples' confidence, from the real images (EmoSym's code scored the generated ones here)
+    pool = confidence_pool(bank.num_real, mb.confidence_pool, cfg.seed * 100_003 + step)
+    confidences = real_confidences(inner.classifier, space_set, pool, cfg.space_batch_size, device, mb.confidence)
+    joint.train()
+    replaced = bank.update(items, confidences)
+
+    kept_set = set(kept)
+    (out / "scores.json").write_text(json.dumps({"step": step, "candidates": [
+        {"path": p, "emotion": emotions[e], "emotion_score": float(scores["emotion_score"][i]),
+         "semantic_score": float(scores["semantic_score"][i]), "kept": i in kept_set}
+        for i, (p, e) in enumerate(zip(paths, intended))]}, indent=1) + "\n")
+    (bank_dir / "state.json").write_text(json.dumps({"step": step, **bank.state_dict()}) + "\n")
+    return {"generated": len(paths), "kept": len(kept), "bank_images": len(bank.items), "bank_slots": bank.num_slots,
+            "replaced": len(replaced), "generated_share": bank.generated_share(),
+            "mean_replaced_confidence": float(confidences[replaced].mean()) if replaced else None,
+            "seconds": round(time.time() - t0, 2)}
+
+
 def write_model_folder(out: Path, inner, attributes, correlation, space, pipe, cfg: Config) -> None:
     """The model folder of INTERFACES.md (loaded by ``UniEmoPipeline.from_pretrained``)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -494,8 +703,31 @@ def main(argv: list[str] | None = None) -> dict:
                               on_error, **extra)
     space_set.entries = train_set.entries
 
-    train_aug = SeededAugmentation(train_set, cfg.seed)
-    sampler = EpochSampler(len(train_set), cfg.batch_size, cfg.seed, accelerator.process_index,
+    # What the sampler draws from: the real set, the real set plus kept generated images (an offline feedback
+    # round), or the real set with a memory bank in the slots of its most confident samples
+    train_data, bank, banked, scorer = train_set, None, None, None
+    if cfg.feedback.manifest:
+        from uniemo.data.feedback import FeedbackDataset, MixedDataset
+
+        generated = FeedbackDataset.from_manifest(cfg.feedback.manifest, train_set.labels,
+                                                  JointTransform(cfg.resolution, True), on_error)
+        train_data = MixedDataset(train_set, generated, cfg.feedback.proportion, cfg.seed)
+        accelerator.print(f"training on {train_data}")
+    if cfg.memory_bank.enabled:
+        from uniemo.memory_bank import BankedDataset, MemoryBank
+        from uniemo.scoring import ImageScorer
+
+        mb = cfg.memory_bank
+        bank = MemoryBank(len(train_set), mb.proportion, mb.repeat)
+        if mb.confidence_pool is not None and mb.confidence_pool < bank.capacity:
+            raise ValueError(f"memory_bank.confidence_pool ({mb.confidence_pool}) is smaller than the bank's "
+                             f"{bank.capacity} slots: score at least that many real samples")
+        banked = train_data = BankedDataset(train_set, bank, JointTransform(cfg.resolution, True))
+        if accelerator.is_main_process:
+            scorer = ImageScorer.from_probe_run(mb.probe or cfg.model.correlation, attributes.scenes,
+                                                attributes.objects, device=device)
+    train_aug = SeededAugmentation(train_data, cfg.seed)
+    sampler = EpochSampler(len(train_data), cfg.batch_size, cfg.seed, accelerator.process_index,
                            accelerator.num_processes)
     train_loader = DataLoader(train_aug, batch_size=cfg.batch_size // accelerator.num_processes, sampler=sampler,
                               num_workers=cfg.data.num_workers, collate_fn=collate_records,
@@ -525,6 +757,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise FileNotFoundError(f"no checkpoint to resume from at {cfg.resume!r} (looked in {ckpt_dir})")
         accelerator.load_state(str(resume_dir))
         step = json.loads((resume_dir / "trainer_state.json").read_text())["step"]
+        if bank is not None and (resume_dir / "memory_bank.json").is_file():
+            bank.load_state_dict(json.loads((resume_dir / "memory_bank.json").read_text()))
+            banked.refresh()
         accelerator.print(f"resumed from {resume_dir} at step {step}")
 
     metrics_file = out_dir / "metrics.jsonl"
@@ -540,9 +775,22 @@ def main(argv: list[str] | None = None) -> dict:
         accelerator.save_state(str(path))
         if accelerator.is_main_process:
             (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+            if bank is not None:  # the bank's images stay in out_dir/memory_bank/
+                (path / "memory_bank.json").write_text(json.dumps(bank.state_dict()) + "\n")
             old = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
             for stale in old[:-cfg.checkpoints_total_limit]:
                 shutil.rmtree(stale, ignore_errors=True)
+
+    def refresh_bank() -> None:
+        bank_dir = out_dir / "memory_bank"
+        if accelerator.is_main_process:
+            record = update_memory_bank(bank, joint, pipe, placeholder_id, attributes, correlation, scorer,
+                                        space_set, cfg, step, device, bank_dir)
+            log({"step": step, "memory_bank": record})
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            bank.load_state_dict(json.loads((bank_dir / "state.json").read_text()))
+        banked.refresh()
 
     def validate() -> None:
         if accelerator.is_main_process:
@@ -592,17 +840,28 @@ def main(argv: list[str] | None = None) -> dict:
                 running = {}
             if cfg.validation_every and step % cfg.validation_every == 0:
                 validate()
+            # The bank changes before the checkpoint of this step, so that a resumed run starts from its new state
+            bank_changed = bank is not None and step % cfg.memory_bank.every == 0 and step < total_steps
+            if bank_changed:
+                refresh_bank()
             if step % cfg.checkpoint_every == 0 or step == total_steps:
                 save_checkpoint()
-            if step >= total_steps:
-                break
+            if step >= total_steps or bank_changed:
+                break  # a changed bank: restart the loader (workers hold copies of the slots) mid-epoch
     progress.close()
 
     # Emotion space over the training split, then the model folder
     space = fit_emotion_space(inner.classifier, space_set, accelerator, cfg.space_batch_size, cfg.data.num_workers)
     accelerator.wait_for_everyone()
     summary = {"steps": step, "skipped_images": skipped,
-               "emotion_space_counts": space.counts.tolist()}
+               "emotion_space_counts": space.counts.tolist(), "num_train_items": len(train_data)}
+    if bank is not None:
+        summary["memory_bank"] = {"updates": bank.updates, "images": len(bank.items), "slots": bank.num_slots,
+                                  "generated_share": bank.generated_share()}
+    if cfg.feedback.manifest:
+        summary["feedback"] = {"generated_images": len(train_data.generated),
+                               "generated_slots": train_data.num_generated_slots,
+                               "generated_share": train_data.generated_share()}
     if accelerator.is_main_process:
         write_model_folder(out_dir / "final", inner, attributes, correlation, space, pipe, cfg)
         log({"step": step, "final": summary})

@@ -135,8 +135,9 @@ class EmotionDataset(Dataset):
         return len(self.entries)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        """Returns ``{"pixel_values", "labels", "scene", "objects", "path", "index"}``, or ``None`` when
-        the image is unreadable and ``on_error="skip"``. ``pixel_values``: (3, H, W), or PIL if no transform.
+        """Returns ``{"pixel_values", "labels", "scene", "objects", "path", "index", "generated"}``, or ``None``
+        when the image is unreadable and ``on_error="skip"``. ``pixel_values``: (3, H, W), or PIL if no
+        transform. ``generated`` is ``False`` here; generated images (``uniemo.data.feedback``) set it.
         """
         entry = self.entries[index]
         try:
@@ -157,6 +158,7 @@ class EmotionDataset(Dataset):
             "objects": list(entry.objects),
             "path": entry.path,
             "index": index,
+            "generated": False,
         }
 
     def attribute_vocab(self) -> tuple[list[str], list[str]]:
@@ -185,8 +187,9 @@ def collate_records(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any] | 
     Returns:
         ``{"pixel_values": (B, 3, H, W) (a list when the dataset has no transform), "labels": (B,) long,
         "scene": list[str | None], "objects": list[list[str]], "path": list[str], "index": (B,) long,
-        "num_skipped": int}``, or ``None`` when every image of the batch was skipped; the training and
-        evaluation loops skip a ``None`` batch.
+        "generated": (B,) bool, "num_skipped": int}``, or ``None`` when every image of the batch was
+        skipped; the training and evaluation loops skip a ``None`` batch. ``generated`` marks images made by
+        the model itself (explicit feedback, memory bank), which feed the understanding losses only.
     """
     records = [record for record in batch if record is not None]
     if not records:
@@ -199,6 +202,8 @@ def collate_records(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any] | 
         "objects": [record["objects"] for record in records],
         "path": [record["path"] for record in records],
         "index": torch.tensor([record["index"] for record in records], dtype=torch.long),
+        # records from before the flag existed (or other sources) count as real images
+        "generated": torch.tensor([bool(record.get("generated", False)) for record in records], dtype=torch.bool),
         "num_skipped": len(batch) - len(records),
     }
 
