@@ -114,7 +114,8 @@ class UniEmoPipeline:
         self.placeholder_id = placeholder_id
         self.resolution = resolution
         self.info = dict(info or {})
-        self.defaults = dict(OFFICIAL_SETTINGS)
+        # the official sampler settings, unless the model folder recommends its own (uniemo.json "sampler")
+        self.defaults = {**OFFICIAL_SETTINGS, **self.info.get("sampler", {})}
         self.set_scheduler(self.defaults["scheduler"])
         from uniemo.data.transforms import build_transform
 

@@ -1,0 +1,208 @@
+"""Measure the bundled UniEmo-Tiny on EmoShapes and write its report and README figure (METHOD.md section 10).
+
+What it measures (issue "EmoShapes and UniEmo-Tiny"):
+
+1. classification accuracy on the EmoShapes test split, and, from the same script, the accuracy of the stage-1
+   run of the same budget without expert queries (when its folder is given);
+2. generated images (``--per-emotion`` fixed seeds per emotion) recognised as their target emotion by the
+   bundled classifier and by the emotion probe trained on real EmoShapes images only (tiny CLIP features);
+3. ``transfer(emotion, noun)`` images showing the requested object, judged by the tiny CLIP zero-shot over
+   the object names;
+4. load time and the latency of classify / generate / transfer / fuse on this machine.
+
+    python eval/tiny_report.py --model assets/uniemo-tiny --data-root runs/tiny-world/emoshapes \
+        --no-queries runs/tiny-world/stage1-no-queries/final --out assets/uniemo-tiny/report.json \
+        --figure assets/uniemo_tiny.png
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="assets/uniemo-tiny", help="the bundled model folder")
+    p.add_argument("--data-root", required=True, help="EmoShapes folder (train/tiny_world.py's emoshapes/)")
+    p.add_argument("--no-queries", help="stage-1 model folder trained without expert queries (same budget)")
+    p.add_argument("--clip", help="tiny CLIP folder (default: <model>/clip)")
+    p.add_argument("--probe", help="emotion probe folder (default: <model>/probe)")
+    p.add_argument("--per-emotion", type=int, default=16, help="generated images per emotion (fixed seeds)")
+    p.add_argument("--transfer-seeds", type=int, default=4, help="seeds per (emotion, noun) for transfer")
+    p.add_argument("--out", default=None, help="report JSON (default: <model>/report.json)")
+    p.add_argument("--figure", default=None, help="README figure PNG: EmoShapes samples and generated images")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from eval import understanding as eval_understanding
+    from uniemo import UniEmoPipeline
+    from uniemo.constants import CLIP_MEAN, CLIP_STD
+    from uniemo.correlation import EmotionProbe, clip_image_embeddings
+    from uniemo.data import build_dataset
+
+    model_dir = Path(args.model)
+    out = Path(args.out) if args.out else model_dir / "report.json"
+    report: dict = {"model": str(model_dir), "data_root": str(args.data_root), "machine": {
+        "cpu_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}}
+
+    # 1. classification accuracy on the test split (and the same budget without expert queries)
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="tiny_report_"))
+    acc = eval_understanding.main(["--model", str(model_dir), "--dataset", "emoshapes", "--data-root",
+                                   str(args.data_root), "--split", "test", "--out", str(tmp / "with.json"),
+                                   "--no-plot"])
+    report["classification"] = {"test_top1": acc["top1"], "test_top5": acc["metrics"]["top5"],
+                                "per_class": acc["metrics"]["per_class_accuracy"], "num_images": acc["num_images"],
+                                "chance": 1 / 8}
+    if args.no_queries:
+        ablation = eval_understanding.main(["--model", args.no_queries, "--dataset", "emoshapes", "--data-root",
+                                            str(args.data_root), "--split", "test", "--out",
+                                            str(tmp / "without.json"), "--no-plot"])
+        report["classification"]["test_top1_without_expert_queries"] = ablation["top1"]
+
+    # 4a. load time
+    t0 = time.perf_counter()
+    pipe = UniEmoPipeline.from_pretrained(model_dir)
+    report["latency_seconds"] = {"load": round(time.perf_counter() - t0, 3)}
+    emotions = pipe.emotions
+    report["sampler"] = dict(pipe.defaults)
+
+    clip_dir = Path(args.clip) if args.clip else model_dir / "clip"
+    probe_dir = Path(args.probe) if args.probe else model_dir / "probe"
+    clip = CLIPModel.from_pretrained(clip_dir).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(clip_dir)
+    probe = EmotionProbe.from_pretrained(probe_dir).eval()
+    size = clip.config.vision_config.image_size
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+    def clip_embed(images):
+        x = torch.stack([torch.from_numpy(__import__("numpy").asarray(im.convert("RGB").resize((size, size),
+                         Image.BICUBIC)).copy()).permute(2, 0, 1) for im in images]).float() / 255
+        return clip_image_embeddings(clip, (x - mean) / std)
+
+    # 2. generated images recognised as their target emotion
+    generated: dict[str, list] = {}
+    timings = []
+    for e in emotions:
+        t0 = time.perf_counter()
+        generated[e] = pipe.generate(e, num_images=args.per_emotion, seed=args.seed)
+        timings.append((time.perf_counter() - t0) / args.per_emotion)
+    images = [im for e in emotions for im in generated[e]]
+    targets = torch.tensor([i for i, e in enumerate(emotions) for _ in generated[e]])
+    with torch.no_grad():
+        by_classifier = torch.tensor([emotions.index(pipe.classify(im).label) for im in images])
+        by_probe = probe(clip_embed(images)).argmax(1)
+    report["generation"] = {
+        "per_emotion": args.per_emotion,
+        "recognised_by_classifier": (by_classifier == targets).float().mean().item(),
+        "recognised_by_probe": (by_probe == targets).float().mean().item(),
+        "per_emotion_by_classifier": {e: (by_classifier[targets == i] == i).float().mean().item()
+                                      for i, e in enumerate(emotions)},
+        "per_emotion_by_probe": {e: (by_probe[targets == i] == i).float().mean().item()
+                                 for i, e in enumerate(emotions)},
+        "chance": 1 / 8,
+    }
+    # for reference: the probe on real test images (how good a judge it is)
+    test_set = build_dataset("emoshapes", args.data_root, "test")
+    real = [test_set[i] for i in range(0, len(test_set), max(1, len(test_set) // 400))]
+    with torch.no_grad():
+        real_pred = probe(clip_embed([r["pixel_values"] for r in real])).argmax(1)
+    report["generation"]["probe_accuracy_on_real_test_images"] = (
+        real_pred == torch.tensor([r["labels"] for r in real])).float().mean().item()
+
+    # 3. transfer shows the requested object (tiny CLIP zero-shot over the object names)
+    objects = list(pipe.attributes.objects)
+    with torch.no_grad():
+        tokens = tokenizer(objects, padding=True, return_tensors="pt")
+        text = F.normalize(clip.get_text_features(**tokens).pooler_output, dim=-1)
+    hits, total, per_noun = 0, 0, {}
+    transfer_times = []
+    for noun in objects:
+        noun_hits = 0
+        for e in emotions:
+            t0 = time.perf_counter()
+            ims = pipe.transfer(e, noun, num_images=args.transfer_seeds, seed=args.seed)
+            transfer_times.append((time.perf_counter() - t0) / args.transfer_seeds)
+            pred = (clip_embed(ims) @ text.t()).argmax(1)
+            noun_hits += int((pred == objects.index(noun)).sum())
+        per_noun[noun] = noun_hits / (len(emotions) * args.transfer_seeds)
+        hits += noun_hits
+        total += len(emotions) * args.transfer_seeds
+    report["transfer"] = {"object_recognised": hits / total, "per_noun": per_noun, "chance": 1 / len(objects),
+                          "seeds_per_pair": args.transfer_seeds}
+
+    # 4b. latencies of single calls (first call after load, then the median of repeats)
+    image = test_set[0]["pixel_values"]
+    lat = report["latency_seconds"]
+    for name, call in (("classify", lambda: pipe.classify(image)), ("generate", lambda: pipe.generate("awe")),
+                       ("transfer", lambda: pipe.transfer("fear", objects[0])),
+                       ("fuse", lambda: pipe.fuse("amusement", "fear", weight=0.5))):
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            call()
+            runs.append(time.perf_counter() - t0)
+        lat[name] = round(statistics.median(runs), 4)
+    lat["generate_per_image_batched"] = round(statistics.median(timings), 4)
+    lat["transfer_per_image_batched"] = round(statistics.median(transfer_times), 4)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.figure:
+        write_figure(Path(args.figure), test_set, generated, emotions)
+    print(json.dumps({k: report[k] for k in ("classification", "generation", "transfer")}, indent=1)[:2000])
+    return report
+
+
+def write_figure(path: Path, test_set, generated: dict, emotions) -> None:
+    """Two rows per emotion column: real EmoShapes samples on top, generated images below (upscaled 3x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    real = {e: [] for e in emotions}
+    for i in range(len(test_set)):
+        entry = test_set.entries[i]
+        e = emotions[entry.label]
+        if len(real[e]) < 3:
+            real[e].append(test_set[i]["pixel_values"])
+    rows = 6
+    fig, axes = plt.subplots(rows, len(emotions), figsize=(len(emotions) * 1.3, rows * 1.35))
+    for c, e in enumerate(emotions):
+        column = real[e][:3] + generated[e][:3]
+        for r in range(rows):
+            ax = axes[r, c]
+            ax.imshow(column[r].resize((96, 96)))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(e, fontsize=8)
+            if c == 0:
+                ax.set_ylabel("EmoShapes" if r < 3 else "UniEmo-Tiny", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,453 @@
+"""Build UniEmo-Tiny from nothing on a CPU: the synthetic world in which every part of UniEmo runs for real.
+
+METHOD.md section 10. Steps, each seeded and logged to ``<work_dir>/tiny_world.jsonl``:
+
+1. generate EmoShapes (EmoSet's on-disk layout) with ``uniemo.data.emoshapes``;
+2. pretrain a tiny CLIP (image and text towers, transformers ``CLIPModel``) contrastively on the captions
+   ("a balloon and a cake in a room"), saved like any CLIP folder;
+3. pretrain a tiny Stable Diffusion in the diffusers layout on the same captions: the text encoder *is* the
+   tiny CLIP's text tower (as SD 1.5's is OpenAI CLIP's), a VAE trained as an autoencoder, a UNet trained
+   with the ε-prediction loss (10 % empty captions, for classifier-free guidance);
+4. run UniEmo itself through the same scripts a GPU user runs: ``train/understanding.py`` (stage 1; and once
+   more without expert queries at the same budget, for the record), ``train/probe.py`` (probe and α),
+   ``train/joint.py`` (stage 2 and the emotion space);
+5. write the model folder to ``--out`` (``assets/uniemo-tiny`` by default).
+
+Measuring the bundle is ``eval/tiny_report.py``'s job. ``--smoke`` shrinks every step count (a few minutes,
+used by CI); the full build takes about an hour on 2 CPU cores.
+
+    python train/tiny_world.py --out assets/uniemo-tiny
+    python train/tiny_world.py --smoke --out /tmp/uniemo-tiny-smoke
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from uniemo.config import parse_config, save_config  # noqa: E402
+
+logger = logging.getLogger("uniemo.train.tiny_world")
+
+
+@dataclass
+class WorldConfig:
+    num_train: int = 4000
+    num_val: int = 400
+    num_test: int = 800
+    image_size: int = 64  # stored EmoShapes images
+    label_noise: float = 0.05
+
+
+@dataclass
+class ClipPretrainConfig:
+    image_size: int = 32  # model input (EmoShapes images are downscaled)
+    patch_size: int = 4  # 8 x 8 patch grid: the attention maps' resolution
+    width: int = 64
+    layers: int = 6
+    heads: int = 4
+    text_width: int = 64  # = the tiny SD's cross-attention width (its text encoder is this tower)
+    text_layers: int = 3
+    proj_dim: int = 64
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 1e-3
+
+
+@dataclass
+class SDPretrainConfig:
+    resolution: int = 32
+    vae_channels: tuple[int, ...] = (16, 32, 32)  # three blocks: 32 px -> 8 x 8 latents
+    vae_steps: int = 1200
+    vae_batch_size: int = 32
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    unet_channels: tuple[int, ...] = (64, 128, 128)
+    unet_steps: int = 3000
+    unet_batch_size: int = 32
+    unet_lr: float = 1e-3
+    norm_num_groups: int = 16
+    caption_dropout: float = 0.1
+
+
+@dataclass
+class UniEmoBudget:
+    stage1_epochs: int = 12
+    stage1_batch_size: int = 64
+    probe_epochs: int = 60
+    joint_steps: int = 1500
+    joint_batch_size: int = 32
+
+
+@dataclass
+class Config:
+    out: str = "assets/uniemo-tiny"  # the model folder to write
+    work_dir: str = "runs/tiny-world"  # intermediate runs (data, CLIP, SD, stage 1/2)
+    seed: int = 0
+    smoke: bool = False  # tiny step counts everywhere (CI): minutes instead of an hour
+    ablation: bool = True  # also train stage 1 without expert queries at the same budget
+    world: WorldConfig = field(default_factory=WorldConfig)
+    clip: ClipPretrainConfig = field(default_factory=ClipPretrainConfig)
+    sd: SDPretrainConfig = field(default_factory=SDPretrainConfig)
+    uniemo: UniEmoBudget = field(default_factory=UniEmoBudget)
+    threads: int = 2
+
+
+SMOKE = {
+    "world": {"num_train": 160, "num_val": 48, "num_test": 48},
+    "clip": {"steps": 30, "batch_size": 32},
+    "sd": {"vae_steps": 20, "unet_steps": 30, "vae_batch_size": 16, "unet_batch_size": 16},
+    "uniemo": {"stage1_epochs": 2, "stage1_batch_size": 16, "probe_epochs": 5, "joint_steps": 6,
+               "joint_batch_size": 8},
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def read_split(root: Path, split: str) -> list[dict]:
+    """EmoShapes records: image path, emotion, scene, objects, caption (from the EmoSet-layout files)."""
+    entries = json.loads((root / f"{split}.json").read_text())
+    records = []
+    for emotion, image_path, annotation_path in entries:
+        ann = json.loads((root / annotation_path).read_text())
+        records.append({"path": str(root / image_path), "emotion": emotion, "scene": ann.get("scene"),
+                        "objects": ann.get("object", []), "caption": ann["caption"]})
+    return records
+
+
+def load_pixels(records: list[dict], size: int) -> torch.Tensor:
+    """All images resized to ``size`` as a uint8 tensor (N, 3, size, size): the tiny world fits in memory."""
+    from PIL import Image
+
+    out = torch.empty(len(records), 3, size, size, dtype=torch.uint8)
+    for i, r in enumerate(records):
+        with Image.open(r["path"]) as im:
+            im = im.convert("RGB").resize((size, size), Image.BICUBIC)
+            out[i] = torch.from_numpy(__import__("numpy").asarray(im).copy()).permute(2, 0, 1)
+    return out
+
+
+def augment(batch_u8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip + small translation on a uint8 batch -> float in [0, 1]."""
+    x = batch_u8.float() / 255.0
+    flip = torch.rand(len(x), generator=generator) < 0.5
+    x[flip] = x[flip].flip(-1)
+    pad = max(1, x.shape[-1] // 16)
+    x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dx, dy = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=generator))
+    return x[..., dy:dy + batch_u8.shape[-2], dx:dx + batch_u8.shape[-1]]
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def pretrain_clip(cfg: Config, records, val_records, out_dir: Path, log) -> Path:
+    """Contrastive pretraining of a tiny CLIP on (image, caption) pairs; saved in the transformers layout."""
+    from tqdm.auto import tqdm
+
+    from uniemo.clip import build_tiny_clip
+    from uniemo.constants import CLIP_MEAN, CLIP_STD
+
+    c = cfg.clip
+    model, tokenizer = build_tiny_clip(image_size=c.image_size, patch_size=c.patch_size, width=c.width,
+                                       layers=c.layers, heads=c.heads, text_width=c.text_width,
+                                       text_layers=c.text_layers, proj_dim=c.proj_dim, seed=cfg.seed)
+    pixels = load_pixels(records, c.image_size)
+    captions = [r["caption"] for r in records]
+    unique = sorted(set(captions))
+    caption_ids = torch.tensor([unique.index(cap) for cap in captions])
+    tokens = tokenizer(captions, padding="max_length", max_length=32, truncation=True, return_tensors="pt")
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.1)
+    g = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    bar = tqdm(range(c.steps), desc="tiny CLIP")
+    for step in bar:
+        idx = torch.randint(len(records), (c.batch_size,), generator=g)
+        x = (augment(pixels[idx], g) - mean) / std
+        out = model(input_ids=tokens["input_ids"][idx], attention_mask=tokens["attention_mask"][idx],
+                    pixel_values=x, return_loss=True)
+        # duplicate captions in a batch are frequent in a small world: treat same-caption pairs as positives
+        same = (caption_ids[idx][:, None] == caption_ids[idx][None, :]).float()
+        target = same / same.sum(1, keepdim=True)
+        logits = out.logits_per_image
+        loss = 0.5 * (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.t().log_softmax(1)).sum(1).mean())
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, c.steps, c.lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if step % 50 == 0 or step == c.steps - 1:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            log({"phase": "clip", "step": step, "loss": loss.item()})
+    model.eval()
+    acc = clip_zero_shot_accuracy(model, tokenizer, val_records, c.image_size)
+    log({"phase": "clip", "val_zero_shot": acc})
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+@torch.no_grad()
+def clip_zero_shot_accuracy(model, tokenizer, records, size: int) -> dict:
+    """Zero-shot accuracy of the tiny CLIP on the scene and on the (first) object of held-out images."""
+    from uniemo.constants import CLIP_MEAN, CLIP_STD
+
+    pixels = load_pixels(records, size).float() / 255
+    x = (pixels - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    image = F.normalize(model.get_image_features(pixel_values=x).pooler_output, dim=-1)
+    result = {}
+    for kind, names, truth in (
+        ("scene", sorted({r["scene"] for r in records}), [r["scene"] for r in records]),
+        ("object", sorted({o for r in records for o in r["objects"]}), [r["objects"] for r in records]),
+    ):
+        tokens = tokenizer(names, padding=True, return_tensors="pt")
+        text = F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1)
+        pred = (image @ text.t()).argmax(1).tolist()
+        hits = [names[p] == t if kind == "scene" else names[p] in t for p, t in zip(pred, truth)]
+        result[kind] = sum(hits) / len(hits)
+    return result
+
+
+def pretrain_sd(cfg: Config, records, clip_dir: Path, out_dir: Path, log) -> Path:
+    """VAE (autoencoder), then UNet (ε-prediction on captions) with the tiny CLIP's frozen text tower."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from tqdm.auto import tqdm
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from uniemo.diffusion import TinySDConfig, build_tiny_stable_diffusion
+
+    s = cfg.sd
+    clip = CLIPModel.from_pretrained(clip_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(clip_dir)
+    text_encoder = clip.text_model.eval().requires_grad_(False)
+    width = text_encoder.config.hidden_size
+    levels = len(s.unet_channels)
+    base = build_tiny_stable_diffusion(TinySDConfig(
+        image_size=s.resolution, unet_block_out_channels=tuple(s.unet_channels), cross_attention_dim=width,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+        attention_head_dim=8, layers_per_block=1, vae_block_out_channels=tuple(s.vae_channels),
+        norm_num_groups=s.norm_num_groups,
+    ), seed=cfg.seed)
+    vae, unet = base.vae, base.unet
+    pixels = load_pixels(records, s.resolution)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+
+    # 1) VAE: reconstruction + a small KL, as an autoencoder for the latent space
+    opt = torch.optim.AdamW(vae.parameters(), lr=s.vae_lr)
+    vae.train()
+    bar = tqdm(range(s.vae_steps), desc="tiny VAE")
+    for step in bar:
+        x = augment(pixels[torch.randint(len(records), (s.vae_batch_size,), generator=g)], g) * 2 - 1
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=g)).sample
+        loss = F.mse_loss(recon, x) + F.l1_loss(recon, x) + s.kl_weight * posterior.kl().mean()
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, s.vae_steps, s.vae_lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == s.vae_steps - 1:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            log({"phase": "vae", "step": step, "loss": loss.item()})
+    vae.eval().requires_grad_(False)
+    # scale latents to unit variance, as SD's scaling_factor does
+    with torch.no_grad():
+        sample = vae.encode(pixels[:512].float() / 127.5 - 1).latent_dist.mean
+    vae.register_to_config(scaling_factor=float(1.0 / sample.std()))
+    log({"phase": "vae", "scaling_factor": vae.config.scaling_factor})
+
+    # 2) UNet: ε-prediction on the captions (text encoder frozen), 10 % empty captions for CFG
+    scheduler = DDPMScheduler.from_config(base.scheduler.config)
+    captions = [r["caption"] for r in records]
+    opt = torch.optim.AdamW(unet.parameters(), lr=s.unet_lr, weight_decay=1e-2)
+    with torch.no_grad():
+        empty = text_encoder(tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids)[0]
+        unique = sorted(set(captions))
+        ids = tokenizer(unique, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        caption_embeds = torch.cat([text_encoder(ids[i:i + 256])[0] for i in range(0, len(unique), 256)])
+        latents_all = torch.cat([vae.encode(pixels[i:i + 256].float() / 127.5 - 1).latent_dist.mean
+                                 for i in range(0, len(records), 256)]) * vae.config.scaling_factor
+    caption_index = torch.tensor([unique.index(cap) for cap in captions])
+    unet.train()
+    bar = tqdm(range(s.unet_steps), desc="tiny UNet")
+    ema = None
+    for step in bar:
+        idx = torch.randint(len(records), (s.unet_batch_size,), generator=g)
+        latents = latents_all[idx]
+        flip = torch.rand(len(idx), generator=g) < 0.5  # flipping latents ~ flipping images
+        latents = torch.where(flip.view(-1, 1, 1, 1), latents.flip(-1), latents)
+        cond = caption_embeds[caption_index[idx]]
+        drop = torch.rand(len(idx), generator=g) < s.caption_dropout
+        cond = torch.where(drop.view(-1, 1, 1), empty.expand_as(cond), cond)
+        noise = torch.randn(latents.shape, generator=g)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=g)
+        pred = unet(scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, noise)
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, s.unet_steps, s.unet_lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % 50 == 0 or step == s.unet_steps - 1:
+            bar.set_postfix(loss=f"{ema:.4f}")
+            log({"phase": "unet", "step": step, "loss": loss.item(), "loss_ema": ema})
+    unet.eval()
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
+def write_sample_sheet(sd_dir: Path, records, path: Path, seed: int) -> None:
+    """Caption-conditioned samples of the pretrained tiny SD (a sanity check, one per scene/object pair)."""
+    from uniemo.diffusion import load_stable_diffusion
+
+    pipe = load_stable_diffusion(str(sd_dir))
+    pipe.set_progress_bar_config(disable=True)
+    captions = sorted({r["caption"] for r in records})[:16]
+    images = pipe(captions, num_inference_steps=25, guidance_scale=5.0,
+                  generator=[torch.Generator().manual_seed(seed + i) for i in range(len(captions))]).images
+    from PIL import Image
+
+    size = images[0].size[0]
+    sheet = Image.new("RGB", (size * len(images), size))
+    for i, im in enumerate(images):
+        sheet.paste(im, (i * size, 0))
+    sheet.save(path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --out DIR and --smoke as in INTERFACES.md; everything else is key=value
+    words, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--out" and i + 1 < len(argv):
+            words.append(f"out={argv[i + 1]}")
+            i += 2
+        elif argv[i] == "--smoke":
+            words.append("smoke=true")
+            i += 1
+        else:
+            words.append(argv[i])
+            i += 1
+    cfg = parse_config(Config, words, description=__doc__)
+    if cfg.smoke:
+        from uniemo.config import merge_into
+
+        cfg = merge_into(cfg, SMOKE)
+    torch.set_num_threads(cfg.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    work = Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, work / "config.yaml")
+    log_file = work / "tiny_world.jsonl"
+    t_start = time.time()
+
+    def log(record: dict) -> None:
+        record = {"time": round(time.time() - t_start, 1), **record}
+        with log_file.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    timings = {}
+
+    def timed(name):
+        class _T:
+            def __enter__(self):
+                self.t = time.time()
+                logger.info("== %s", name)
+
+            def __exit__(self, *exc):
+                timings[name] = round(time.time() - self.t, 1)
+                log({"phase": name, "seconds": timings[name]})
+        return _T()
+
+    from uniemo.data.emoshapes import EmoShapesConfig, generate_emoshapes
+
+    data = work / "emoshapes"
+    with timed("emoshapes"):
+        if data.exists():
+            shutil.rmtree(data)
+        w = cfg.world
+        generate_emoshapes(data, EmoShapesConfig(num_train=w.num_train, num_val=w.num_val, num_test=w.num_test,
+                                                 image_size=w.image_size, seed=cfg.seed, label_noise=w.label_noise))
+    train_records, val_records = read_split(data, "train"), read_split(data, "val")
+
+    with timed("clip"):
+        clip_dir = pretrain_clip(cfg, train_records, val_records, work / "clip", log)
+    with timed("sd"):
+        sd_dir = pretrain_sd(cfg, train_records, clip_dir, work / "sd", log)
+    write_sample_sheet(sd_dir, val_records, work / "sd_samples.png", cfg.seed)
+
+    from train import joint, probe, understanding
+
+    u = cfg.uniemo
+    common1 = ["--preset", "emoshapes", f"data.root={data}", f"model.clip={clip_dir}", f"seed={cfg.seed}",
+               f"epochs={u.stage1_epochs}", f"batch_size={u.stage1_batch_size}"]
+    with timed("stage1"):
+        stage1 = understanding.main(common1 + [f"out_dir={work / 'stage1'}"])
+    if cfg.ablation:
+        with timed("stage1_no_queries"):
+            understanding.main(common1 + [f"out_dir={work / 'stage1-no-queries'}",
+                                          "model.overrides={use_queries: false}"])
+    with timed("probe"):
+        probe.main(["--preset", "tiny", f"data.root={data}", "data.dataset=emoshapes", f"model.clip={clip_dir}",
+                    f"epochs={u.probe_epochs}", f"out_dir={work / 'probe'}", f"seed={cfg.seed}"])
+    with timed("joint"):
+        joint.main(["--preset", "emoshapes", f"data.root={data}", f"model.stage1={work / 'stage1' / 'final'}",
+                    f"model.diffusion={sd_dir}", f"model.correlation={work / 'probe'}", f"seed={cfg.seed}",
+                    f"max_steps={u.joint_steps}", f"batch_size={u.joint_batch_size}",
+                    f"resolution={cfg.sd.resolution}", f"out_dir={work / 'joint'}"])
+
+    out = Path(cfg.out)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(work / "joint" / "final", out)
+    # The tiny CLIP and its probe travel with the bundle (a few MB): eval/tiny_report.py and the feedback round
+    # score generated images with them, as the paper scores with OpenAI CLIP.
+    shutil.copytree(clip_dir, out / "clip")
+    shutil.copytree(work / "probe" / "probe", out / "probe")
+    info = json.loads((out / "uniemo.json").read_text())
+    info["sampler"] = {"scheduler": "unipc", "num_inference_steps": 25, "guidance_scale": 5.0}
+    info["base_models"] = {"clip": "clip/ (tiny CLIP pretrained on EmoShapes captions)",
+                           "diffusion": "diffusion/ (tiny Stable Diffusion pretrained on EmoShapes captions)"}
+    info["stage1"] = "train/tiny_world.py"
+    (out / "uniemo.json").write_text(json.dumps(info, indent=2) + "\n")
+    # the record of how it was made travels with the bundle
+    shutil.copy(work / "config.yaml", out / "tiny_world_config.yaml")
+    summary = {"stage1": stage1, "timings_seconds": timings, "total_seconds": round(time.time() - t_start, 1),
+               "smoke": cfg.smoke, "work_dir": str(work), "out": str(out)}
+    (out / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log({"phase": "done", **summary})
+    return summary
+
+
+if __name__ == "__main__":
+    main()
