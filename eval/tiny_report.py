@@ -40,8 +40,44 @@ def parse_args(argv):
     p.add_argument("--transfer-seeds", type=int, default=4, help="seeds per (emotion, noun) for transfer")
     p.add_argument("--out", default=None, help="report JSON (default: <model>/report.json)")
     p.add_argument("--figure", default=None, help="README figure PNG: EmoShapes samples and generated images")
+    p.add_argument("--readme", default=None, help="a README whose tiny-report block to regenerate")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
+
+
+README_START, README_END = "<!-- tiny-report:start -->", "<!-- tiny-report:end -->"
+
+
+def render_markdown(report: dict) -> str:
+    """The README table, generated from the report (never typed by hand)."""
+    c, g, t, lat = report["classification"], report["generation"], report["transfer"], report["latency_seconds"]
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    rows = [
+        ("Classification, EmoShapes test split (top-1)", pct(c["test_top1"]), "chance 12.5 %"),
+        ("Same budget without expert queries (top-1)", pct(c["test_top1_without_expert_queries"])
+         if "test_top1_without_expert_queries" in c else "not measured", "stage 1 with use_queries=false"),
+        (f"Generated images recognised as their emotion, by the bundled classifier ({g['per_emotion']} seeds "
+         "per emotion)", pct(g["recognised_by_classifier"]), "chance 12.5 %"),
+        ("... by the emotion probe trained on real EmoShapes images only", pct(g["recognised_by_probe"]),
+         f"the probe scores {pct(g['probe_accuracy_on_real_test_images'])} on real test images"),
+        ("transfer(emotion, noun) shows the requested object (tiny CLIP zero-shot)", pct(t["object_recognised"]),
+         f"chance {pct(t['chance'])}"),
+        ("Load the bundle", f"{lat['load']:.2f} s", "offline, 2 CPU cores"),
+        ("classify / generate / transfer / fuse (one image)",
+         f"{lat['classify']:.3f} / {lat['generate']:.2f} / {lat['transfer']:.2f} / {lat['fuse']:.2f} s",
+         f"{report['sampler']['num_inference_steps']} {report['sampler']['scheduler']} steps"),
+    ]
+    lines = ["| measured on the bundled UniEmo-Tiny | value | note |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {n} |" for a, b, n in rows]
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, body: str) -> None:
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path} has no {README_START} ... {README_END} block")
+    head, rest = text.split(README_START, 1)
+    path.write_text(head + README_START + "\n" + body + "\n" + README_END + rest.split(README_END, 1)[1])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -169,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     out.write_text(json.dumps(report, indent=2) + "\n")
     if args.figure:
         write_figure(Path(args.figure), test_set, generated, emotions)
+    if args.readme:
+        update_readme(Path(args.readme), render_markdown(report))
     print(json.dumps({k: report[k] for k in ("classification", "generation", "transfer")}, indent=1)[:2000])
     return report
 

@@ -94,7 +94,7 @@ class UniEmoBudget:
 @dataclass
 class Config:
     out: str = "assets/uniemo-tiny"  # the model folder to write
-    work_dir: str = "runs/tiny-world"  # intermediate runs (data, CLIP, SD, stage 1/2)
+    work_dir: str | None = None  # intermediate runs; null: runs/tiny-world (runs/tiny-world-smoke with --smoke)
     seed: int = 0
     smoke: bool = False  # tiny step counts everywhere (CI): minutes instead of an hour
     ablation: bool = True  # also train stage 1 without expert queries at the same budget
@@ -365,7 +365,8 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = merge_into(cfg, SMOKE)
     torch.set_num_threads(cfg.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    work = Path(cfg.work_dir)
+    # a smoke run never shares a folder with a full build (it would delete the full build's data)
+    work = Path(cfg.work_dir or ("runs/tiny-world-smoke" if cfg.smoke else "runs/tiny-world"))
     work.mkdir(parents=True, exist_ok=True)
     save_config(cfg, work / "config.yaml")
     log_file = work / "tiny_world.jsonl"

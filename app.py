@@ -1,0 +1,48 @@
+"""UniEmo demo: ``python app.py [--model DIR_OR_REPO] [--device auto|cpu|cuda] [--share]``.
+
+The model comes from ``--model``, else ``$UNIEMO_MODEL``, else the bundled UniEmo-Tiny in ``assets/``. It is
+loaded once, before the page is built. Host and port follow ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``
+(127.0.0.1:7860 by default; Spaces sets them itself). The page lives in ``demo/ui.py``, the logic in
+``demo/handlers.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "uniemo-tiny"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The UniEmo demo (a Gradio page).")
+    parser.add_argument("--model", help="model folder or Hub repo id (default: $UNIEMO_MODEL, else the bundled "
+                                         f"UniEmo-Tiny at {BUNDLED_MODEL})")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    args = parser.parse_args(argv)
+    model = args.model or os.environ.get("UNIEMO_MODEL") or str(BUNDLED_MODEL)
+    if model == str(BUNDLED_MODEL) and not BUNDLED_MODEL.is_dir():
+        sys.exit(f"error: no model given and the bundled UniEmo-Tiny is missing at {BUNDLED_MODEL}; pass --model "
+                 "DIR, set UNIEMO_MODEL, or build it with: python train/tiny_world.py --out assets/uniemo-tiny")
+
+    from uniemo import UniEmoPipeline  # heavy imports after argument parsing, so --help stays instant
+
+    try:
+        pipe = UniEmoPipeline.from_pretrained(model, device=args.device)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # no folder, bad folder, no CUDA
+        sys.exit(f"error: cannot load the model {model!r}: {e}")
+
+    from demo.handlers import model_fingerprint
+    from demo.ui import MAX_FILE_SIZE, QUEUE_MAX_SIZE, build_demo
+
+    # Cached example outputs are stored per model, so switching models never shows another model's results.
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(Path(".gradio/cached_examples") / model_fingerprint(pipe)))
+    demo = build_demo(pipe).queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
+    demo.launch(share=args.share, max_file_size=MAX_FILE_SIZE)
+
+
+if __name__ == "__main__":
+    main()
