@@ -39,6 +39,9 @@ MAX_STEPS = 200
 MAX_GUIDANCE = 30.0
 MAX_NOUN_CHARS = 200
 # Official sampler settings (UniPC, 50 steps, guidance 7.5); FAST_SETTINGS are documented faster ones.
+# A model folder may recommend its own in uniemo.json "sampler", including "space_scale": the factor on the
+# emotion-space standard deviations when sampling (1 = the fitted Gaussians; < 1 draws closer to each
+# emotion's centroid, a truncation-style trade of diversity for fidelity).
 OFFICIAL_SETTINGS = {"scheduler": "unipc", "num_inference_steps": 50, "guidance_scale": 7.5}
 FAST_SETTINGS = {"scheduler": "dpm++", "num_inference_steps": 20, "guidance_scale": 7.5}
 
@@ -291,7 +294,9 @@ class UniEmoPipeline:
             embeds = [f.cls_embed, f.scene_embed, f.object_embed]
             embeds = [t.float().expand(num_images, -1) for t in embeds]
         else:
-            rows = [self.emotion_space.sample(e, 1, torch.Generator().manual_seed(seed + i)) for i in range(num_images)]
+            scale = float(self.defaults.get("space_scale", 1.0))  # 1: the fitted Gaussians as they are
+            rows = [self.emotion_space.sample(e, 1, torch.Generator().manual_seed(seed + i), scale=scale)
+                    for i in range(num_images)]
             embeds = [torch.cat([r[k] for r in rows]).to(self.device) for k in ("cls", "scene", "object")]
         return self._condition_from_embeds(*embeds, e)
 
