@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="reference images from a dataset split, e.g. emoshapes:data/emoshapes:test")
     fid.add_argument("--inception-weights", default=None, help=f"local {INCEPTION_FILE} (torch-fidelity's)")
     fid.add_argument("--fid-feature-extractor", default=DEFAULT_FID_EXTRACTOR,
-                     help="a torch-fidelity feature extractor name (tests register a tiny one)")
+                     help="a torch-fidelity feature extractor name (tests register a tiny one), or 'clip': "
+                          "the Fréchet distance on --clip image embeddings (offline stand-in, reported as such)")
     fid.add_argument("--fid-size", type=int, default=299, help="images are resized to this square first (299)")
     lp = parser.add_argument_group("LPIPS")
     lp.add_argument("--alexnet-weights", default=None, help=f"torchvision's {ALEXNET_FILE}")
@@ -224,6 +225,31 @@ def fid_feature_extractor(name: str, weights_path: str | None, device: torch.dev
     return extractor.to(device), layer
 
 
+def clip_fid_extractor(clip: str | None, device):
+    """``--fid-feature-extractor clip``: the Fréchet distance on CLIP image embeddings (the ``--clip`` model)
+    instead of InceptionV3 pool features, for where Inception weights cannot be had. Reported under the
+    extractor's name; not comparable with Inception FID."""
+    import torch
+    import torch.nn.functional as F
+
+    from uniemo.clip import load_clip
+    from uniemo.constants import CLIP_MEAN, CLIP_STD
+    from uniemo.correlation import clip_image_embeddings
+
+    if not clip:
+        raise ValueError("--fid-feature-extractor clip needs --clip (a CLIP folder or Hub id)")
+    model, _ = load_clip(clip, device)
+    size = model.config.vision_config.image_size
+    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+
+    def extract(x_uint8):  # (B, 3, S, S) uint8 -> (features (B, E),) like torch-fidelity's extractors
+        x = F.interpolate(x_uint8.float() / 255, size=(size, size), mode="bicubic", antialias=True).clamp(0, 1)
+        return (clip_image_embeddings(model, (x - mean) / std, normalize=False),)
+
+    return extract
+
+
 def fid_features(extractor, paths: Sequence[str], size: int, batch_size: int, device, desc: str):
     """(N,) image files -> (N, D) features: RGB, resized to size² (bicubic, no crop, as EmoGen), uint8."""
     import numpy as np
@@ -246,7 +272,10 @@ def score_fid(args, emotions, paths, labels, reference: dict[str, list[str]], de
 
     from eval.metrics import feature_statistics, frechet_distance
 
-    extractor, layer = fid_feature_extractor(args.fid_feature_extractor, args.inception_weights, device)
+    if args.fid_feature_extractor == "clip":
+        extractor, layer = clip_fid_extractor(args.clip, device), "clip image embedding"
+    else:
+        extractor, layer = fid_feature_extractor(args.fid_feature_extractor, args.inception_weights, device)
     per_emotion: dict[str, float | None] = {}
     pooled_gen, pooled_ref = [], []
     for e, emotion in enumerate(emotions):
