@@ -126,3 +126,23 @@ def test_torchrun_emotion_space_matches_single_process(learnable_emoset, tiny_st
     records = [json.loads(l) for l in (tmp_path / "trained" / "metrics.jsonl").read_text().splitlines()]
     assert any("train/loss_total" in r for r in records)
     assert (tmp_path / "trained" / "final" / "emotion_space.safetensors").is_file()
+
+
+def test_object_prompts_put_the_noun_after_the_placeholder(learnable_emoset, tiny_stage1_dir, tiny_sd_dir,
+                                                          tiny_correlation_dir, tmp_path, monkeypatch):
+    """object_prompt_fraction=1: every image's diffusion prompt is "<emotion> {its first object}"."""
+    cfg, models, batch, _ = _setup(learnable_emoset, tiny_stage1_dir, tiny_sd_dir, tiny_correlation_dir, tmp_path,
+                                   extra=["object_prompt_fraction=1.0"])
+    seen = []
+    import uniemo.diffusion
+
+    original = uniemo.diffusion.encode_condition
+
+    def spy(text_encoder, tokenizer, condition, prompts, placeholder_id):
+        seen.append(prompts)
+        return original(text_encoder, tokenizer, condition, prompts, placeholder_id)
+
+    monkeypatch.setattr(uniemo.diffusion, "encode_condition", spy)
+    value = joint.joint_step(models, batch, cfg, torch.Generator().manual_seed(0))["diffusion"]()
+    assert torch.isfinite(value)
+    assert seen[0] == [f"<emotion> {objs[0]}" for objs in batch["objects"]]

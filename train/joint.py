@@ -150,6 +150,9 @@ class Config:
     mixed_precision: str = "no"  # no | fp16 | bf16 (frozen UNet / VAE are cast to it)
     resume: str | None = None
     space_batch_size: int = 64  # batch size of the emotion-space pass
+    # Fraction of images whose diffusion prompt is "<emotion> {one of its objects}" instead of "<emotion>" alone
+    # (ours, not the paper's: it teaches c to leave room for a noun, which transfer needs). 0 = the paper.
+    object_prompt_fraction: float = 0.0
 
     def validate(self) -> None:
         if self.model.stage1 == "":
@@ -291,8 +294,15 @@ def joint_step(models: dict, batch: dict, cfg: Config, generator: torch.Generato
         timesteps = timesteps.to(device)
         noisy_latents = scheduler.add_noise(latents, noise, timesteps)
         # The condition enters through the placeholder token, per sample and differentiably
+        prompts = models["prompt"]
+        if cfg.object_prompt_fraction > 0:
+            rows = real.nonzero().flatten().tolist() if real is not None else range(len(images))
+            draws = torch.rand(len(rows), generator=generator).tolist()
+            prompts = [f"{models['prompt']} {batch['objects'][i][0]}"
+                       if batch["objects"][i] and u < cfg.object_prompt_fraction else models["prompt"]
+                       for i, u in zip(rows, draws)]
         prompt_embeds = encode_condition(models["text_encoder"], models["tokenizer"], cond.to(wd),
-                                         models["prompt"], models["placeholder_id"])
+                                         prompts, models["placeholder_id"])
         model_pred = unet(noisy_latents, timesteps, encoder_hidden_states=prompt_embeds).sample
         if scheduler.config.prediction_type == "v_prediction":
             target = scheduler.get_velocity(latents, noise, timesteps)
