@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import json  # noqa: E402
+import os  # noqa: E402
 import logging  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
@@ -634,9 +635,12 @@ def write_model_folder(out: Path, inner, attributes, correlation, space, pipe, c
     local = Path(base).exists()
     copy = cfg.model.copy_diffusion if cfg.model.copy_diffusion is not None else local
     if copy:
-        if (out / "diffusion").exists():
-            shutil.rmtree(out / "diffusion")
-        pipe.save_pretrained(out / "diffusion", safe_serialization=True)
+        # write beside, then swap in: a half-written or concurrently replaced folder never stays behind
+        staging = out / f".diffusion-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        pipe.save_pretrained(staging, safe_serialization=True)
+        shutil.rmtree(out / "diffusion", ignore_errors=True)
+        os.replace(staging, out / "diffusion")
         base = "diffusion/"
         components.append("diffusion")
     (out / "uniemo.json").write_text(json.dumps({
