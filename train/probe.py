@@ -36,23 +36,11 @@ import logging  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
+from train.understanding import DataConfig  # noqa: E402  (the same data options as stages 1 and 2)
 from uniemo.config import parse_config, save_config  # noqa: E402
 
 logger = logging.getLogger("uniemo.train.probe")
 PRESETS = {p.stem.replace("probe_", ""): p for p in (Path(__file__).parent / "configs").glob("probe_*.yaml")}
-
-
-@dataclass
-class DataConfig:
-    dataset: str = "emoset"  # emoset | emoshapes | fi | emotionroi | twitter1 | twitter2 | folder
-    root: str = ""  # dataset folder
-    train_split: str = "train"  # the probe and the α table are both computed on this split
-    val_split: str | None = "val"  # accuracy report only; null skips it (EmotionROI / Twitter: "test")
-    fold: int = 0  # twitter1/2: which of the 5 folds is held out
-    num_classes: int = 8  # emoset/emoshapes: 8, or 2 for the sentiment collapse
-    skip_unreadable: bool = False  # false: fail on the first unreadable image (with its path); true: skip, count
-    num_workers: int = 4
-    max_train_samples: int | None = None  # debug: a prefix of the training split
 
 
 @dataclass

@@ -49,7 +49,7 @@ class DataConfig:
     dataset: str = "emoset"  # emoset | emoshapes | fi | emotionroi | twitter1 | twitter2 | folder
     root: str = ""  # dataset folder
     train_split: str = "train"
-    val_split: str = "val"  # model selection split (never test)
+    val_split: str | None = "val"  # model selection in stages 1-2 (never test); train/probe.py: null skips it
     fold: int = 0  # twitter1/2: which of the 5 folds is held out
     num_classes: int = 8  # emoset/emoshapes: 8, or 2 for the sentiment collapse
     skip_unreadable: bool = False  # false: fail on the first unreadable image (with its path); true: skip, count
@@ -110,6 +110,8 @@ class Config:
     eval_batch_size: int = 64
 
     def validate(self) -> None:
+        if not self.data.val_split:
+            raise ValueError("data.val_split is required: stage 1 selects its model on it (EmotionROI / Twitter: test)")
         if self.batch_size < 1 or self.grad_accum_steps < 1:
             raise ValueError("batch_size and grad_accum_steps must be >= 1")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
