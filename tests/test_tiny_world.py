@@ -69,10 +69,82 @@ def test_smoke_build_from_nothing(tmp_path):
     from uniemo import UniEmoPipeline
 
     out = tmp_path / "bundle"
-    summary = main(["--smoke", "--out", str(out), f"work_dir={tmp_path / 'work'}", "threads=2"])
+    texts = ["clip.text_mix=[0.55, 0.15, 0.15, 0.15]", "sd.text_mix=[0.7, 0.1, 0.1, 0.1]"]  # the short texts too
+    summary = main(["--smoke", "--out", str(out), f"work_dir={tmp_path / 'work'}", "threads=2", *texts])
     assert set(summary["timings_seconds"]) >= {"emoshapes", "clip", "sd", "stage1", "probe", "joint"}
     pipe = UniEmoPipeline.from_pretrained(out)
     assert len(pipe.generate("fear", num_images=1, num_inference_steps=2)) == 1
     assert (out / "clip" / "config.json").is_file() and (out / "probe" / "model.safetensors").is_file()
     log = [json.loads(line) for line in (tmp_path / "work" / "tiny_world.jsonl").read_text().splitlines()]
     assert log[-1]["phase"] == "done"
+
+    # resumed with stage 1's settings changed: data, CLIP and SD are reused, the rest is redone
+    before = (tmp_path / "work" / "clip" / "model.safetensors").stat().st_mtime_ns
+    main(["--smoke", "--out", str(out), f"work_dir={tmp_path / 'work'}", "threads=2", "resume=true",
+          "uniemo.stage1_epochs=1", *texts])
+    log = [json.loads(line) for line in (tmp_path / "work" / "tiny_world.jsonl").read_text().splitlines()]
+    run2 = log[len(log) - 1 - [r["phase"] for r in reversed(log)].index("emoshapes"):]
+    assert {r["phase"] for r in run2 if r.get("reused")} == {"emoshapes", "clip", "sd"}
+    assert {"stage1", "stage1_no_queries", "probe", "joint"} <= {r["phase"] for r in run2 if "seconds" in r}
+    assert (tmp_path / "work" / "clip" / "model.safetensors").stat().st_mtime_ns == before
+    assert len(UniEmoPipeline.from_pretrained(out).generate("awe", num_images=1, num_inference_steps=2)) == 1
+
+
+def test_step_signatures_follow_what_each_step_reads():
+    from train.tiny_world import Config, step_signatures
+    from uniemo.config import merge_into
+
+    base = step_signatures(Config())
+    sd = step_signatures(merge_into(Config(), {"sd": {"unet_steps": 7}}))
+    assert [k for k in base if base[k] != sd[k]] == ["sd"]  # stage 1 and the probe do not read the SD
+    clip = step_signatures(merge_into(Config(), {"clip": {"steps": 7}}))
+    assert [k for k in base if base[k] == clip[k]] == ["emoshapes"]
+    world = step_signatures(merge_into(Config(), {"seed": 1}))
+    assert all(base[k] != world[k] for k in base)
+    assert step_signatures(merge_into(Config(), {"out": "elsewhere", "threads": 1})) == base
+
+
+# ---------------------------------------------------------------------------- the texts the towers are trained on
+
+RECORD = {"scene": "night_city", "objects": ["balloon", "apple_pie"], "caption": "a balloon and an apple pie in a night city"}
+
+
+def test_caption_variants_by_hand():
+    from train.tiny_world import caption_variant
+
+    assert caption_variant(RECORD, "caption") == RECORD["caption"]
+    assert caption_variant(RECORD, "scene") == "night city"
+    assert caption_variant(RECORD, "a_object", 0) == "a balloon"
+    assert caption_variant(RECORD, "a_object", 1) == "an apple pie"
+    assert caption_variant(RECORD, "object", 3) == "apple pie"  # object number taken modulo their count
+    with pytest.raises(ValueError, match="unknown text kind"):
+        caption_variant(RECORD, "colour")
+
+
+def test_describes_marks_every_true_text_as_a_positive():
+    from train.tiny_world import describes
+
+    assert describes("caption", RECORD["caption"], RECORD)
+    assert not describes("caption", "a balloon in a night city", RECORD)  # a caption names all the objects
+    assert describes("a_object", "an apple pie", RECORD) and describes("object", "balloon", RECORD)
+    assert not describes("a_object", "a skull", RECORD) and not describes("object", "a balloon", RECORD)
+    assert describes("scene", "night city", RECORD) and not describes("scene", "room", RECORD)
+
+
+def test_sample_texts_follows_the_mix():
+    import torch
+
+    from train.tiny_world import TEXT_KINDS, sample_texts
+
+    idx = torch.zeros(4000, dtype=torch.long)
+    texts = sample_texts([RECORD], idx, (0.5, 0.0, 0.25, 0.25), torch.Generator().manual_seed(0))
+    share = {k: sum(kind == k for kind, _ in texts) / len(texts) for k in TEXT_KINDS}
+    assert share["a_object"] == 0 and abs(share["caption"] - 0.5) < 0.03 and abs(share["scene"] - 0.25) < 0.03
+    objects = [t for kind, t in texts if kind == "object"]
+    assert abs(objects.count("balloon") / len(objects) - 0.5) < 0.05  # both objects drawn equally often
+    with pytest.raises(ValueError, match="text_mix"):
+        sample_texts([RECORD], idx, (1.0, 0.0), torch.Generator())
+    # captions only (the default) draws nothing: the batches stay those of a build without the short kinds
+    g = torch.Generator().manual_seed(5)
+    assert sample_texts([RECORD], idx[:3], (1.0, 0.0, 0.0, 0.0), g) == [("caption", RECORD["caption"])] * 3
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(5).get_state())
