@@ -7,7 +7,9 @@ What it measures (issue "EmoShapes and UniEmo-Tiny"):
 2. generated images (``--per-emotion`` fixed seeds per emotion) recognised as their target emotion by the
    bundled classifier and by the emotion probe trained on real EmoShapes images only (tiny CLIP features);
 3. ``transfer(emotion, noun)`` images showing the requested object, judged by the tiny CLIP zero-shot over
-   the object names;
+   the object names (texts ``--judge-template``: the bare names by default, "a {}" for a CLIP trained on them);
+   for scale, the same judge on real test images (does it name one of the image's objects) and on
+   ``neutral(noun)``, the plain tiny SD prompted with the noun alone (the ceiling transfer works under);
 4. load time and the latency of classify / generate / transfer / fuse on this machine.
 
     python eval/tiny_report.py --model assets/uniemo-tiny --data-root runs/tiny-world/emoshapes \
@@ -38,6 +40,8 @@ def parse_args(argv):
     p.add_argument("--probe", help="emotion probe folder (default: <model>/probe)")
     p.add_argument("--per-emotion", type=int, default=16, help="generated images per emotion (fixed seeds)")
     p.add_argument("--transfer-seeds", type=int, default=4, help="seeds per (emotion, noun) for transfer")
+    p.add_argument("--judge-template", default="{}",
+                   help='zero-shot text per object name ({} = the name; "a {}" suits a CLIP trained on short texts)')
     p.add_argument("--out", default=None, help="report JSON (default: <model>/report.json)")
     p.add_argument("--figure", default=None, help="README figure PNG: EmoShapes samples and generated images")
     p.add_argument("--readme", default=None, help="a README whose tiny-report block to regenerate")
@@ -61,7 +65,10 @@ def render_markdown(report: dict) -> str:
         ("... by the emotion probe trained on real EmoShapes images only", pct(g["recognised_by_probe"]),
          f"the probe scores {pct(g['probe_accuracy_on_real_test_images'])} on real test images"),
         ("transfer(emotion, noun) shows the requested object (tiny CLIP zero-shot)", pct(t["object_recognised"]),
-         f"chance {pct(t['chance'])}"),
+         f"chance {pct(t['chance'])}" + (f"; the plain tiny SD prompted with the noun: "
+                                         f"{pct(t['neutral_object_recognised'])}; the judge names an object of "
+                                         f"real test images {pct(t['judge_accuracy_on_real_test_images'])}"
+                                         if "neutral_object_recognised" in t else "")),
         ("Load the bundle", f"{lat['load']:.2f} s", "offline, 2 CPU cores"),
         ("classify / generate / transfer / fuse (one image)",
          f"{lat['classify']:.3f} / {lat['generate']:.2f} / {lat['transfer']:.2f} / {lat['fuse']:.2f} s",
@@ -167,9 +174,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 3. transfer shows the requested object (tiny CLIP zero-shot over the object names)
     objects = list(pipe.attributes.objects)
+    if "{}" not in args.judge_template:
+        raise ValueError(f"--judge-template needs a {{}} for the object name, got {args.judge_template!r}")
     with torch.no_grad():
-        tokens = tokenizer(objects, padding=True, return_tensors="pt")
+        tokens = tokenizer([args.judge_template.format(o.replace("_", " ")) for o in objects], padding=True,
+                           return_tensors="pt")
         text = F.normalize(clip.get_text_features(**tokens).pooler_output, dim=-1)
+        judged_real = (clip_embed([r["pixel_values"] for r in real]) @ text.t()).argmax(1).tolist()
+    judge_on_real = sum(objects[p] in r["objects"] for p, r in zip(judged_real, real)) / len(real)
     hits, total, per_noun = 0, 0, {}
     transfer_times = []
     for noun in objects:
@@ -183,8 +195,14 @@ def main(argv: list[str] | None = None) -> dict:
         per_noun[noun] = noun_hits / (len(emotions) * args.transfer_seeds)
         hits += noun_hits
         total += len(emotions) * args.transfer_seeds
+    neutral_hits = {}
+    for noun in objects:
+        ims = pipe.neutral(noun, num_images=len(emotions) * args.transfer_seeds, seed=args.seed)
+        neutral_hits[noun] = int(((clip_embed(ims) @ text.t()).argmax(1) == objects.index(noun)).sum())
     report["transfer"] = {"object_recognised": hits / total, "per_noun": per_noun, "chance": 1 / len(objects),
-                          "seeds_per_pair": args.transfer_seeds}
+                          "seeds_per_pair": args.transfer_seeds, "judge_template": args.judge_template,
+                          "judge_accuracy_on_real_test_images": judge_on_real,
+                          "neutral_object_recognised": sum(neutral_hits.values()) / total}
 
     # 4b. latencies of single calls (first call after load, then the median of repeats)
     image = test_set[0]["pixel_values"]
