@@ -1,0 +1,112 @@
+"""Generation metrics of UniEmo-Tiny, offline: the score report ``<model>/generation_scores.json``.
+
+The same eval/generate.py and eval/score.py a GPU user runs, with the stand-ins this machine needs (no
+InceptionV3, AlexNet or ResNet weights can be fetched here), each labelled in the report:
+
+- FID on tiny-CLIP image embeddings (``--fid-feature-extractor clip``, reported as ``fid_clip``), reference: the
+  real EmoShapes val split per emotion;
+- LPIPS with lpips' linear layers on a random AlexNet trunk (``lpips_random_trunk``);
+- Emo-A with a one-layer probe on tiny-CLIP embeddings trained here (train/probe.py ``probe_layers=1``);
+- Sem-C as the CLIP zero-shot variant over the attribute base; Sem-D on tiny-CLIP embeddings.
+
+The generations (``--per-emotion`` fixed seeds per emotion) and, for scale, as many real EmoShapes test images
+per emotion are scored the same way.
+
+    python eval/tiny_scores.py --model assets/uniemo-tiny --data-root runs/tiny-world/emoshapes
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="assets/uniemo-tiny", help="the UniEmo-Tiny model folder (with clip/)")
+    p.add_argument("--data-root", required=True, help="EmoShapes folder (train/tiny_world.py's emoshapes/)")
+    p.add_argument("--clip", default=None, help="tiny CLIP folder (default: <model>/clip)")
+    p.add_argument("--work", default="runs/tiny-scores", help="folder for the images, the probe and the scores")
+    p.add_argument("--per-emotion", type=int, default=24, help="generated (and real) images per emotion")
+    p.add_argument("--out", default=None, help="the report (default: <model>/generation_scores.json)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def export_real(data_root: Path, split: str, per_emotion: int, out: Path) -> Path:
+    """The first ``per_emotion`` images of each emotion in ``split``, copied with a manifest eval/score.py reads."""
+    entries = json.loads((data_root / f"{split}.json").read_text())
+    if out.exists():
+        shutil.rmtree(out)
+    rows, counts = [], {}
+    for emotion, image_path, _ in entries:
+        if counts.get(emotion, 0) >= per_emotion:
+            continue
+        counts[emotion] = counts.get(emotion, 0) + 1
+        target = out / emotion / Path(image_path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_root / image_path, target)
+        rows.append({"path": f"{emotion}/{target.name}", "emotion": emotion, "kind": "generate"})
+    short = {e: n for e, n in counts.items() if n < per_emotion}
+    if short:
+        raise ValueError(f"the {split} split has fewer than {per_emotion} images of {short}")
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    from eval import generate, score
+    from train import probe
+
+    model, root, work = Path(args.model), Path(args.data_root), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    clip = Path(args.clip) if args.clip else model / "clip"
+    attributes = json.loads((model / "attributes.json").read_text())
+    names = work / "attribute_names.txt"
+    names.write_text("\n".join([*attributes["scenes"], *attributes["objects"]]) + "\n")
+
+    probe.main(["--preset", "tiny", f"data.root={root}", "data.dataset=emoshapes", f"model.clip={clip}",
+                "probe_layers=1", "build_table=false", "epochs=60", f"seed={args.seed}",
+                f"out_dir={work / 'emo-a'}"])
+    if (work / "generated").exists():
+        shutil.rmtree(work / "generated")  # never mix in the images of an earlier model
+    generation = generate.main(["--model", str(model), "--out", str(work / "generated"), "--per-emotion",
+                                str(args.per_emotion), "--seed", str(args.seed)])
+    folders = {"generated": work / "generated",
+               "real_test_images": export_real(root, "test", args.per_emotion, work / "real")}
+    report = {"note": (
+        f"UniEmo-Tiny generations (eval/generate.py, {args.per_emotion} fixed seeds per emotion) and, for scale, "
+        f"{args.per_emotion} real EmoShapes test images per emotion, scored by eval/score.py (eval/tiny_scores.py "
+        "runs both). FID is computed on tiny-CLIP image embeddings (--fid-feature-extractor clip, reference: the "
+        "real EmoShapes val split per emotion) because InceptionV3 weights cannot be obtained offline here; it is "
+        "labelled fid_clip and is not comparable with Inception FID. LPIPS uses lpips' AlexNet with a random "
+        "trunk (the real AlexNet file is unavailable offline), labelled lpips_random_trunk. Emo-A uses a "
+        "one-layer probe on tiny-CLIP embeddings (train/probe.py probe_layers=1); Sem-C is the CLIP zero-shot "
+        "variant over the attribute base."), "settings": {}, "fid_clip_per_emotion": {}}
+    for name, folder in folders.items():
+        common = ["--generated", str(folder), "--clip", str(clip), "--seed", str(args.seed)]
+        scores = score.main(common + ["--out", str(work / f"scores-{name}.json"), "--metrics",
+                                      "lpips,emo_a,sem_c,sem_d", "--lpips-random-trunk", "--emo-probe",
+                                      str(work / "emo-a"), "--attribute-names", str(names)])
+        fid = score.main(common + ["--out", str(work / f"fid-{name}.json"), "--metrics", "fid",
+                                   "--fid-feature-extractor", "clip", "--reference-from-dataset",
+                                   f"emoshapes:{root}:val"])
+        report[name] = {**scores["summary"], "fid_clip": fid["summary"]["fid"]}
+        report["fid_clip_per_emotion"][name] = fid["metrics"]["fid"]["per_emotion"]
+        report["settings"][name] = {"scores": scores["settings"], "fid": fid["settings"]}
+    report["generation"] = generation.get("settings", {})
+    out = Path(args.out) if args.out else model / "generation_scores.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: report[k] for k in folders}, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()
