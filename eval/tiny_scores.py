@@ -39,24 +39,26 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def export_real(data_root: Path, split: str, per_emotion: int, out: Path) -> Path:
-    """The first ``per_emotion`` images of each emotion in ``split``, copied with a manifest eval/score.py reads."""
+def export_real(data_root: Path, split: str, per_emotion: int, out: Path, emotions) -> Path:
+    """The first ``per_emotion`` images of each of ``emotions`` in ``split``, copied, with the manifest and the
+    ``generation.json`` (its ``emotions`` order: the model's, which the Emo-A probe shares) eval/score.py reads."""
     entries = json.loads((data_root / f"{split}.json").read_text())
     if out.exists():
         shutil.rmtree(out)
-    rows, counts = [], {}
-    for emotion, image_path, _ in entries:
-        if counts.get(emotion, 0) >= per_emotion:
-            continue
-        counts[emotion] = counts.get(emotion, 0) + 1
-        target = out / emotion / Path(image_path).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(data_root / image_path, target)
-        rows.append({"path": f"{emotion}/{target.name}", "emotion": emotion, "kind": "generate"})
-    short = {e: n for e, n in counts.items() if n < per_emotion}
+    chosen = {e: [p for em, p, _ in entries if em == e][:per_emotion] for e in emotions}
+    short = {e: len(paths) for e, paths in chosen.items() if len(paths) < per_emotion}
     if short:
         raise ValueError(f"the {split} split has fewer than {per_emotion} images of {short}")
+    rows = []
+    for emotion, paths in chosen.items():
+        for image_path in paths:
+            target = out / emotion / Path(image_path).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(data_root / image_path, target)
+            rows.append({"path": f"{emotion}/{target.name}", "emotion": emotion, "kind": "generate"})
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "generation.json").write_text(json.dumps({"emotions": list(emotions), "source": f"{data_root}:{split}"},
+                                                    indent=1) + "\n")
     return out
 
 
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
     generation = generate.main(["--model", str(model), "--out", str(work / "generated"), "--per-emotion",
                                 str(args.per_emotion), "--seed", str(args.seed)])
     folders = {"generated": work / "generated",
-               "real_test_images": export_real(root, "test", args.per_emotion, work / "real")}
+               "real_test_images": export_real(root, "test", args.per_emotion, work / "real",
+                                               json.loads((model / "uniemo.json").read_text())["emotions"])}
     report = {"note": (
         f"UniEmo-Tiny generations (eval/generate.py, {args.per_emotion} fixed seeds per emotion) and, for scale, "
         f"{args.per_emotion} real EmoShapes test images per emotion, scored by eval/score.py (eval/tiny_scores.py "

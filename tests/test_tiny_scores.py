@@ -21,17 +21,19 @@ def test_export_real_takes_the_first_images_of_each_emotion(small_world, tmp_pat
     from eval.tiny_scores import export_real
     from uniemo.data.feedback import read_manifest
 
-    out = export_real(Path(small_world), "test", 3, tmp_path / "real")
-    rows = read_manifest(out)
     entries = json.loads((Path(small_world) / "test.json").read_text())
-    emotions = sorted({e for e, _, _ in entries})
+    emotions = ["sadness", *sorted({e for e, _, _ in entries} - {"sadness"})]  # the order given is kept
+    out = export_real(Path(small_world), "test", 3, tmp_path / "real", emotions)
+    rows = read_manifest(out)
     assert len(rows) == 3 * len(emotions)
+    assert json.loads((out / "generation.json").read_text())["emotions"] == emotions
+    assert list(dict.fromkeys(r["emotion"] for r in rows)) == emotions
     for e in emotions:
         first = [Path(p).name for em, p, _ in entries if em == e][:3]
         assert [Path(r["path"]).name for r in rows if r["emotion"] == e] == first
         assert all((out / r["path"]).is_file() for r in rows)
     with pytest.raises(ValueError, match="fewer than"):
-        export_real(Path(small_world), "test", 1000, tmp_path / "too-many")
+        export_real(Path(small_world), "test", 1000, tmp_path / "too-many", emotions)
 
 
 @pytest.mark.slow

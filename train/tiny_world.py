@@ -460,10 +460,17 @@ def main(argv: list[str] | None = None) -> dict:
             words.append(argv[i])
             i += 1
     cfg = parse_config(Config, words, description=__doc__)
-    if cfg.smoke:
-        from uniemo.config import merge_into
+    if cfg.smoke:  # the SMOKE step counts replace the defaults; key=value words still win over them
+        import tempfile
 
-        cfg = merge_into(cfg, SMOKE)
+        import yaml
+
+        if "--config" in words:
+            raise ValueError("--smoke and --config cannot be combined: put smoke: true in the config file instead")
+        with tempfile.TemporaryDirectory() as tmp:
+            preset = Path(tmp) / "smoke.yaml"
+            preset.write_text(yaml.safe_dump(SMOKE))
+            cfg = parse_config(Config, ["--config", str(preset), *words], description=__doc__)
     torch.set_num_threads(cfg.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # a smoke run never shares a folder with a full build (it would delete the full build's data)
