@@ -14,6 +14,34 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def run_torchrun(script, args, nproc: int = 2, timeout: int = 600):
+    """``torchrun --nproc_per_node nproc script args`` on a free port (gloo, 1 thread per process).
+
+    On failure the assertion message holds every traceback the processes printed (not just the launcher's tail,
+    which hides the rank that failed first).
+    """
+    import re
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port),
+           str(script), *args]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        text = "\n".join(line for line in result.stderr.splitlines() if "it/s" not in line and "s/it" not in line)
+        tracebacks = re.findall(r"Traceback \(most recent call last\):.*?(?=\nTraceback|\Z)", text, flags=re.S)
+        detail = "\n---\n".join(t[-2500:] for t in tracebacks) or text[-3000:]
+        raise AssertionError(f"torchrun exited with {result.returncode}:\n{detail}")
+    return result
+
+
 @pytest.fixture
 def tiny_classifier():
     from uniemo.classifier import EmoClassifier, EmoClassifierConfig

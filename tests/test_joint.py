@@ -1,9 +1,6 @@
 """Stage 2: gradient routing, a tiny run with resume, and the emotion space across processes."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,7 @@ from safetensors.torch import load_file
 
 from train import joint
 from uniemo.emotion_space import EmotionSpace
+from conftest import run_torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,13 +105,9 @@ def test_torchrun_emotion_space_matches_single_process(learnable_emoset, tiny_st
     the same data (max_steps=0) equals the single-process one within 1e-5 (float summation order)."""
     common = ["--preset", "tiny", f"data.root={learnable_emoset}", f"model.stage1={tiny_stage1_dir}",
               f"model.diffusion={tiny_sd_dir}", f"model.correlation={tiny_correlation_dir}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
-    def torchrun(args, port):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-               str(ROOT / "train" / "joint.py"), *common, *args]
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
+    def torchrun(args, port):  # port: kept for the call sites; a free one is picked
+        run_torchrun(ROOT / "train" / "joint.py", [*common, *args])
 
     joint.main(common + ["max_steps=0", f"out_dir={tmp_path / 'single'}"])
     torchrun(["max_steps=0", f"out_dir={tmp_path / 'double'}"], 29531)

@@ -1,10 +1,7 @@
 """Stage 1 end to end on a small learnable image set: it learns, it resumes exactly, it runs distributed."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ from safetensors.torch import load_file
 
 from train.understanding import main
 from uniemo.classifier import EmoClassifier
+from conftest import run_torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,14 +77,10 @@ def test_torchrun_two_processes_matches_single_process(tmp_path, learnable_emose
     in-batch contrastive negatives of each process are half the global batch.
     """
     args = ["--preset", "tiny", f"data.root={learnable_emoset}", "epochs=20"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     single = tmp_path / "single"
     main(args + [f"out_dir={single}"])
     double = tmp_path / "double"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           str(ROOT / "train" / "understanding.py"), *args, f"out_dir={double}"]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_torchrun(ROOT / "train" / "understanding.py", [*args, f"out_dir={double}"])
     a, b = _val_records(single)[-1], _val_records(double)[-1]
     assert a["step"] == b["step"]
     assert abs(a["val/top1"] - b["val/top1"]) <= 0.05, (a, b)
