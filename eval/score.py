@@ -347,10 +347,15 @@ def build_lpips(weights_path: str | None, random_trunk: bool):
     import lpips
     import torchvision
 
-    # pnet_rand=True stops lpips from downloading the trunk; the trunk is then filled from our file.
-    model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    import torch
+
+    # pnet_rand=True stops lpips from downloading the trunk; the trunk is then filled from our file. The random
+    # trunk is drawn from a fixed seed (without disturbing the caller's RNG), so its scores are reproducible.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
     if random_trunk:
-        return model, "random AlexNet trunk (test setting: not comparable with LPIPS numbers)"
+        return model, "random AlexNet trunk, seed 0 (test setting: not comparable with LPIPS numbers)"
     state, source = alexnet_state_dict(weights_path)
     alexnet = torchvision.models.alexnet()
     alexnet.load_state_dict(state)

@@ -304,3 +304,19 @@ def test_generate_then_score_on_the_tiny_model(tiny_model_dir, tiny_correlation_
         score.main(["--generated", str(out), "--metrics", "fid"])
     with pytest.raises(ValueError, match="emo-probe"):
         score.main(["--generated", str(out), "--metrics", "emo_a"])
+
+
+def test_lpips_random_trunk_is_the_same_every_time():
+    """The offline stand-in is reproducible: the same trunk in every process, and the caller's RNG untouched."""
+    import torch
+
+    from eval import score
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a, _ = score.build_lpips(None, random_trunk=True)
+    assert torch.equal(torch.rand(3), expected_next)
+    b, _ = score.build_lpips(None, random_trunk=True)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
