@@ -78,14 +78,14 @@ def test_smoke_build_from_nothing(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "work" / "tiny_world.jsonl").read_text().splitlines()]
     assert log[-1]["phase"] == "done"
 
-    # resumed with stage 1's settings changed: data, CLIP and SD are reused, the rest is redone
+    # resumed with stage 1's settings changed: data, CLIP, SD and the probe are reused, the rest is redone
     before = (tmp_path / "work" / "clip" / "model.safetensors").stat().st_mtime_ns
     main(["--smoke", "--out", str(out), f"work_dir={tmp_path / 'work'}", "threads=2", "resume=true",
           "uniemo.stage1_epochs=1", *texts])
     log = [json.loads(line) for line in (tmp_path / "work" / "tiny_world.jsonl").read_text().splitlines()]
     run2 = log[len(log) - 1 - [r["phase"] for r in reversed(log)].index("emoshapes"):]
-    assert {r["phase"] for r in run2 if r.get("reused")} == {"emoshapes", "clip", "sd"}
-    assert {"stage1", "stage1_no_queries", "probe", "joint"} <= {r["phase"] for r in run2 if "seconds" in r}
+    assert {r["phase"] for r in run2 if r.get("reused")} == {"emoshapes", "clip", "sd", "probe"}
+    assert {"stage1", "stage1_no_queries", "joint"} <= {r["phase"] for r in run2 if "seconds" in r}
     assert (tmp_path / "work" / "clip" / "model.safetensors").stat().st_mtime_ns == before
     assert len(UniEmoPipeline.from_pretrained(out).generate("awe", num_images=1, num_inference_steps=2)) == 1
 
@@ -102,6 +102,10 @@ def test_step_signatures_follow_what_each_step_reads():
     world = step_signatures(merge_into(Config(), {"seed": 1}))
     assert all(base[k] != world[k] for k in base)
     assert step_signatures(merge_into(Config(), {"out": "elsewhere", "threads": 1})) == base
+    stage2 = {"uniemo": {"joint_steps": 7, "joint_overrides": ["optim.lr_mappers=3e-3"]}}
+    assert step_signatures(merge_into(Config(), stage2)) == base  # stage 2 alone changed: every step is kept
+    probe = step_signatures(merge_into(Config(), {"uniemo": {"probe_epochs": 7}}))
+    assert [k for k in base if base[k] != probe[k]] == ["probe"]
 
 
 # ---------------------------------------------------------------------------- the texts the towers are trained on

@@ -16,8 +16,8 @@ METHOD.md section 10. Steps, each seeded and logged to ``<work_dir>/tiny_world.j
 
 Measuring the bundle is ``eval/tiny_report.py``'s job. ``--smoke`` shrinks every step count (a few minutes,
 used by CI); the full build takes about an hour on 2 CPU cores. ``resume=true`` reuses the steps an earlier
-build in the same work folder finished with the same settings (after changing only the SD's settings, the
-data, the CLIP, stage 1 and the probe are kept).
+build in the same work folder finished with the same settings (after changing only the SD's or stage 2's
+settings, the data, the CLIP, stage 1 and the probe are kept).
 
     python train/tiny_world.py --out assets/uniemo-tiny
     python train/tiny_world.py --smoke --out /tmp/uniemo-tiny-smoke
@@ -132,14 +132,15 @@ SMOKE = {
 }
 
 
-# what each step's output depends on: its own settings and the steps it reads (``resume`` compares these)
-STEPS = {  # step: (config sections, earlier steps it reads)
+# what each step's output depends on: its own settings (dotted config keys) and the steps it reads
+# (``resume`` compares these; stage 2 is not listed: it always runs)
+STEPS = {  # step: (settings, earlier steps it reads)
     "emoshapes": (("seed", "world"), ()),
     "clip": (("clip",), ("emoshapes",)),
     "sd": (("sd",), ("clip",)),
-    "stage1": (("uniemo",), ("clip",)),
-    "stage1_no_queries": (("uniemo",), ("clip",)),
-    "probe": (("uniemo",), ("clip",)),
+    "stage1": (("uniemo.stage1_epochs", "uniemo.stage1_batch_size"), ("clip",)),
+    "stage1_no_queries": (("uniemo.stage1_epochs", "uniemo.stage1_batch_size"), ("clip",)),
+    "probe": (("uniemo.probe_epochs",), ("clip",)),
 }
 
 
@@ -149,8 +150,13 @@ def step_signatures(cfg: Config) -> dict[str, str]:
     from dataclasses import asdict
 
     flat, out = asdict(cfg), {}
+
+    def value(key: str):
+        section, _, name = key.partition(".")
+        return flat[section][name] if name else flat[section]
+
     for step, (keys, reads) in STEPS.items():
-        out[step] = json.dumps({"settings": {k: flat[k] for k in keys}, "reads": {r: out[r] for r in reads}},
+        out[step] = json.dumps({"settings": {k: value(k) for k in keys}, "reads": {r: out[r] for r in reads}},
                                sort_keys=True)
     return out
 
@@ -237,17 +243,9 @@ def sample_texts(records: list[dict], idx: torch.Tensor, mix, generator: torch.G
 
 
 def describes(kind: str, text: str, record: dict) -> bool:
-    """Whether a text of ``kind`` is true of ``record``'s image (the positives of the contrastive loss)."""
-    if kind == "caption":
-        return text == record["caption"]
-    if kind == "scene":
-        return text == record["scene"].replace("_", " ")
-    nouns = [o.replace("_", " ") for o in record["objects"]]
-    if kind == "a_object":
-        from uniemo.data.emoshapes import _with_article
-
-        return text in [_with_article(n) for n in nouns]
-    return text in nouns
+    """Whether a text of ``kind`` is true of ``record``'s image (the positives of the contrastive loss): it is one
+    of the texts of that kind ``caption_variant`` gives the record."""
+    return any(text == caption_variant(record, kind, w) for w in range(max(1, len(record["objects"]))))
 
 
 def pretrain_clip(cfg: Config, records, val_records, out_dir: Path, log) -> Path:
@@ -308,12 +306,11 @@ def clip_zero_shot_accuracy(model, tokenizer, records, size: int) -> dict:
     """Zero-shot accuracy of the tiny CLIP on held-out images: the scene, and one of the objects (named bare and
     with an article)."""
     from uniemo.constants import CLIP_MEAN, CLIP_STD
+    from uniemo.data.emoshapes import _with_article
 
     pixels = load_pixels(records, size).float() / 255
     x = (pixels - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     image = F.normalize(model.get_image_features(pixel_values=x).pooler_output, dim=-1)
-    from uniemo.data.emoshapes import _with_article
-
     result = {}
     scenes = sorted({r["scene"] for r in records})
     objects = sorted({o for r in records for o in r["objects"]})
@@ -539,12 +536,12 @@ def main(argv: list[str] | None = None) -> dict:
     u = cfg.uniemo
     common1 = ["--preset", "emoshapes", f"data.root={data}", f"model.clip={clip_dir}", f"seed={cfg.seed}",
                f"epochs={u.stage1_epochs}", f"batch_size={u.stage1_batch_size}"]
-    if reusable("stage1"):
-        stage1 = json.loads((work / "stage1_summary.json").read_text())
+    if reusable("stage1"):  # its summary is the "final" record of its metrics log
+        stage1 = [r["final"] for r in map(json.loads, (work / "stage1" / "metrics.jsonl").read_text().splitlines())
+                  if "final" in r][-1]
     else:
         with timed("stage1"):
             stage1 = understanding.main(common1 + [f"out_dir={work / 'stage1'}"])
-            (work / "stage1_summary.json").write_text(json.dumps(stage1, indent=1) + "\n")
     if cfg.ablation and not reusable("stage1_no_queries"):
         with timed("stage1_no_queries"):
             understanding.main(common1 + [f"out_dir={work / 'stage1-no-queries'}",
