@@ -6,6 +6,7 @@ What it measures (issue "EmoShapes and UniEmo-Tiny"):
    run of the same budget without expert queries (when its folder is given);
 2. generated images (``--per-emotion`` fixed seeds per emotion) recognised as their target emotion by the
    bundled classifier and by the emotion probe trained on real EmoShapes images only (tiny CLIP features);
+   for scale, images generated with the condition taken from real test images (``generate(e, image=...)``);
 3. ``transfer(emotion, noun)`` images showing the requested object, judged by the tiny CLIP zero-shot over
    the object names (texts ``--judge-template``: the bare names by default, "a {}" for a CLIP trained on them);
    for scale, the same judge on real test images (does it name one of the image's objects) and on
@@ -64,6 +65,9 @@ def render_markdown(report: dict) -> str:
          "per emotion)", pct(g["recognised_by_classifier"]), "chance 12.5 %"),
         ("... by the emotion probe trained on real EmoShapes images only", pct(g["recognised_by_probe"]),
          f"the probe scores {pct(g['probe_accuracy_on_real_test_images'])} on real test images"),
+        ("... when the condition comes from a real test image instead of the emotion space (classifier)",
+         pct(g["recognised_from_reference_images"]) if "recognised_from_reference_images" in g else "not measured",
+         f"{g.get('reference_images_per_emotion', 0)} images per emotion; generate(emotion, image=...)"),
         ("transfer(emotion, noun) shows the requested object (tiny CLIP zero-shot)", pct(t["object_recognised"]),
          f"chance {pct(t['chance'])}" + (f"; the plain tiny SD prompted with the noun: "
                                          f"{pct(t['neutral_object_recognised'])}; the judge names an object of "
@@ -171,6 +175,15 @@ def main(argv: list[str] | None = None) -> dict:
         real_pred = probe(clip_embed([r["pixel_values"] for r in real])).argmax(1)
     report["generation"]["probe_accuracy_on_real_test_images"] = (
         real_pred == torch.tensor([r["labels"] for r in real])).float().mean().item()
+    # for scale: the condition taken from a real test image's own features (METHOD.md 6, "a reference image")
+    # instead of sampled from the emotion space. This separates how well stage 2's mappers carry an image's
+    # content into the SD from how well one diagonal Gaussian per emotion stands for that emotion.
+    per_class = max(1, args.per_emotion // 4)
+    references = [[r for r in real if r["labels"] == i][:per_class] for i in range(len(emotions))]
+    from_reference = [pipe.classify(pipe.generate(e, image=r["pixel_values"], seed=args.seed + k)[0]).label == e
+                      for i, e in enumerate(emotions) for k, r in enumerate(references[i])]
+    report["generation"]["recognised_from_reference_images"] = sum(from_reference) / len(from_reference)
+    report["generation"]["reference_images_per_emotion"] = per_class
 
     # 3. transfer shows the requested object (tiny CLIP zero-shot over the object names)
     objects = list(pipe.attributes.objects)

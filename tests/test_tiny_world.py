@@ -58,7 +58,7 @@ def test_report_numbers_are_recorded():
     report = json.loads((BUNDLE / "report.json").read_text())
     assert report["classification"]["test_top1"] >= 0.85
     assert "test_top1_without_expert_queries" in report["classification"]
-    for key in ("recognised_by_classifier", "recognised_by_probe"):
+    for key in ("recognised_by_classifier", "recognised_by_probe", "recognised_from_reference_images"):
         assert 0.0 <= report["generation"][key] <= 1.0
 
 
