@@ -193,7 +193,12 @@ def main(argv: list[str] | None = None) -> dict:
         tokens = tokenizer([args.judge_template.format(o.replace("_", " ")) for o in objects], padding=True,
                            return_tensors="pt")
         text = F.normalize(clip.get_text_features(**tokens).pooler_output, dim=-1)
-        judged_real = (clip_embed([r["pixel_values"] for r in real]) @ text.t()).argmax(1).tolist()
+
+    def judge(images) -> torch.Tensor:
+        """The index of the object name the tiny CLIP finds closest to each image."""
+        return (clip_embed(images) @ text.t()).argmax(1)
+
+    judged_real = judge([r["pixel_values"] for r in real]).tolist()
     judge_on_real = sum(objects[p] in r["objects"] for p, r in zip(judged_real, real)) / len(real)
     hits, total, per_noun = 0, 0, {}
     transfer_times = []
@@ -203,15 +208,14 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             ims = pipe.transfer(e, noun, num_images=args.transfer_seeds, seed=args.seed)
             transfer_times.append((time.perf_counter() - t0) / args.transfer_seeds)
-            pred = (clip_embed(ims) @ text.t()).argmax(1)
-            noun_hits += int((pred == objects.index(noun)).sum())
+            noun_hits += int((judge(ims) == objects.index(noun)).sum())
         per_noun[noun] = noun_hits / (len(emotions) * args.transfer_seeds)
         hits += noun_hits
         total += len(emotions) * args.transfer_seeds
     neutral_hits = {}
     for noun in objects:
         ims = pipe.neutral(noun, num_images=len(emotions) * args.transfer_seeds, seed=args.seed)
-        neutral_hits[noun] = int(((clip_embed(ims) @ text.t()).argmax(1) == objects.index(noun)).sum())
+        neutral_hits[noun] = int((judge(ims) == objects.index(noun)).sum())
     report["transfer"] = {"object_recognised": hits / total, "per_noun": per_noun, "chance": 1 / len(objects),
                           "seeds_per_pair": args.transfer_seeds, "judge_template": args.judge_template,
                           "judge_accuracy_on_real_test_images": judge_on_real,
