@@ -400,7 +400,9 @@ def _make_accelerator(device: str):
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
-    return Accelerator(cpu=device == "cpu")
+    from train.understanding import cpu_processes
+
+    return Accelerator(cpu=device == "cpu" or (device == "auto" and cpu_processes()))
 
 
 def _plan_runs(args: argparse.Namespace) -> list[tuple[int | None, ModelSource]]:

@@ -35,10 +35,18 @@ def run_torchrun(script, args, nproc: int = 2, timeout: int = 600):
            str(script), *args]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        text = "\n".join(line for line in result.stderr.splitlines() if "it/s" not in line and "s/it" not in line)
-        tracebacks = re.findall(r"Traceback \(most recent call last\):.*?(?=\nTraceback|\Z)", text, flags=re.S)
-        detail = "\n---\n".join(t[-2500:] for t in tracebacks) or text[-3000:]
-        raise AssertionError(f"torchrun exited with {result.returncode}:\n{detail}")
+        lines = [line for line in (result.stdout + "\n" + result.stderr).splitlines()
+                 if "it/s" not in line and "s/it" not in line]
+        # torchrun prefixes what each worker prints with "[rankN]:"; the launcher's own traceback has no prefix
+        # and only says that a child failed, so the workers' lines come first
+        ranks = {}
+        for line in lines:
+            match = re.match(r"\[rank(\d+)\]:(.*)", line)
+            if match:
+                ranks.setdefault(match.group(1), []).append(match.group(2))
+        detail = "\n---\n".join(f"rank {r}:\n" + "\n".join(out)[-3000:] for r, out in sorted(ranks.items()))
+        launcher = "\n".join(line for line in lines if not line.startswith("[rank"))
+        raise AssertionError(f"torchrun exited with {result.returncode}:\n{detail}\n--- launcher:\n{launcher[-1500:]}")
     return result
 
 

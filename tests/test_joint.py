@@ -111,6 +111,8 @@ def test_torchrun_emotion_space_matches_single_process(learnable_emoset, tiny_st
 
     joint.main(common + ["max_steps=0", f"out_dir={tmp_path / 'single'}"])
     torchrun(["max_steps=0", f"out_dir={tmp_path / 'double'}"], 29531)
+    last = json.loads((tmp_path / "double" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["final"]["num_processes"] == 2, last  # one run over two processes, not two whole runs
     a = EmotionSpace.load(tmp_path / "single" / "final")
     b = EmotionSpace.load(tmp_path / "double" / "final")
     assert a.counts.tolist() == b.counts.tolist()

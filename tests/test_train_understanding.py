@@ -15,11 +15,6 @@ from conftest import run_torchrun
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _val_records(out_dir):
-    lines = [json.loads(l) for l in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in lines if "val/top1" in r]
-
-
 def test_tiny_stage1_learns(tmp_path, learnable_emoset):
     out = tmp_path / "run"
     final = main(["--preset", "tiny", f"data.root={learnable_emoset}", f"out_dir={out}", "epochs=20"])
@@ -70,18 +65,52 @@ def test_bad_configs_say_what_to_change(tmp_path, learnable_emoset, argv, messag
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_matches_single_process(tmp_path, learnable_emoset):
-    """Same global batch on 1 and 2 CPU processes (gloo): the final validation accuracy agrees.
+def test_torchrun_two_processes_match_single_process(tmp_path, learnable_emoset):
+    """The same global batch on 1 and 2 CPU processes (gloo) gives the same weights after 10 steps.
 
-    Tolerance: 0.05 absolute top-1. The runs are not bit-identical: dropout draws differ per process and the
-    in-batch contrastive negatives of each process are half the global batch.
+    With the emotion loss alone and no dropout, the gradient averaged over two half batches is the gradient of the
+    whole batch, so the runs differ only by float summation order (tolerance 1e-4; measured ~3e-6). This catches
+    processes that each train alone (accelerate needs ``cpu=True`` for gloo), a learning-rate schedule stepped
+    once per process, and a sampler that hands the processes the wrong slices.
     """
-    args = ["--preset", "tiny", f"data.root={learnable_emoset}", "epochs=20"]
-    single = tmp_path / "single"
+    args = ["--preset", "tiny", f"data.root={learnable_emoset}", "max_steps=10", "loss.scene=0", "loss.object=0",
+            "checkpoint_every=10", "eval_every=10"]
+    single, double = tmp_path / "single", tmp_path / "double"
     main(args + [f"out_dir={single}"])
-    double = tmp_path / "double"
     run_torchrun(ROOT / "train" / "understanding.py", [*args, f"out_dir={double}"])
-    a, b = _val_records(single)[-1], _val_records(double)[-1]
-    assert a["step"] == b["step"]
-    assert abs(a["val/top1"] - b["val/top1"]) <= 0.05, (a, b)
-    assert b["val/top1"] >= 0.85
+    final = json.loads((double / "metrics.jsonl").read_text().splitlines()[-1])["final"]
+    assert final["num_processes"] == 2, final  # one run over two processes, not two whole runs in one folder
+    checkpoint = double / "checkpoints" / "checkpoint-10"
+    assert (checkpoint / "random_states_1.pkl").is_file()
+    a = load_file(single / "checkpoints" / "checkpoint-10" / "model.safetensors")
+    b = load_file(checkpoint / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-4
+    lr = [json.loads(l)["lr"] for l in (double / "metrics.jsonl").read_text().splitlines() if '"lr"' in l]
+    lr_single = [json.loads(l)["lr"] for l in (single / "metrics.jsonl").read_text().splitlines() if '"lr"' in l]
+    assert lr == lr_single and lr[0] > 0
+    # with the default losses the expert projections are applied outside the DDP-wrapped forward: still fine
+    run_torchrun(ROOT / "train" / "understanding.py", [*args[:2], args[2], "max_steps=4", f"out_dir={tmp_path / 'all'}"])
+    final = json.loads((tmp_path / "all" / "metrics.jsonl").read_text().splitlines()[-1])["final"]
+    assert final["num_processes"] == 2 and final["steps"] == 4
+
+
+def test_freeze_gradless_freezes_what_no_loss_reaches(tiny_classifier):
+    """L_S alone reaches neither the object branch nor the head; the probe leaves the random state as it was."""
+    from train.understanding import freeze_gradless
+
+    model = tiny_classifier
+    x = torch.randn(2, 3, model.config.image_size, model.config.image_size)
+
+    def scene_only():
+        scene_points, _ = model.project_queries(model(x))
+        return scene_points.sum() + torch.rand(()) * 0
+
+    before = torch.get_rng_state()
+    frozen = freeze_gradless({"classifier": model}, scene_only)
+    assert torch.equal(before, torch.get_rng_state())
+    assert "classifier.object_queries" in frozen and "classifier.object_proj.weight" in frozen
+    assert "classifier.scene_queries" not in frozen and "classifier.scene_proj.weight" not in frozen
+    assert any(n.startswith("classifier.head.") for n in frozen)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if f"classifier.{n}" in frozen)
+    assert all(p.grad is None for p in model.parameters())

@@ -51,7 +51,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from train.understanding import DataConfig, _latest_checkpoint, cosine_with_warmup  # noqa: E402
+from train.understanding import (DataConfig, _latest_checkpoint, cosine_with_warmup, cpu_processes,  # noqa: E402
+                                 freeze_gradless)
 from uniemo.config import parse_config, save_config  # noqa: E402
 
 logger = logging.getLogger("uniemo.train.joint")
@@ -282,8 +283,8 @@ def joint_step(models: dict, batch: dict, cfg: Config, generator: torch.Generato
         wd = models["weight_dtype"]
         pixels, cond = images, condition
         if real is not None:
-            if not bool(real.any()):
-                return condition.sum() * 0.0
+            if not bool(real.any()):  # zero gradients still reach every trainable parameter (DDP needs them)
+                return (condition.sum() + sum(p.sum() for p in unet.parameters() if p.requires_grad)) * 0.0
             pixels, cond = images[real], condition[real]  # (B_real, ...)
         with torch.no_grad():
             # Convert images to latent space (frozen VAE)
@@ -662,7 +663,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(Config, argv, presets=PRESETS, description=__doc__)
 
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from accelerate.utils import set_seed
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
@@ -670,8 +671,8 @@ def main(argv: list[str] | None = None) -> dict:
     from uniemo.data.sampler import EpochSampler, SeededAugmentation
     from uniemo.losses import weighted_sum
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps,
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = Accelerator(cpu=cpu_processes(), mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.grad_accum_steps, step_scheduler_with_optimizer=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     set_seed(cfg.seed)
@@ -750,17 +751,30 @@ def main(argv: list[str] | None = None) -> dict:
     # Optimiser and schedule
     steps_per_epoch = max(1, sampler.batches_per_epoch // cfg.grad_accum_steps)
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
+    models = {"joint": joint, "vae": vae, "unet": unet, "text_encoder": text_encoder, "tokenizer": pipe.tokenizer,
+              "noise_scheduler": noise_scheduler, "placeholder_id": placeholder_id, "attributes": attributes,
+              "weight_dtype": weight_dtype, "prompt": "<emotion>"}
+    weights = {"understanding": cfg.loss.understanding, "condition": cfg.loss.condition,
+               "diffusion": cfg.loss.diffusion}
+    if accelerator.num_processes > 1:  # DDP: every trainable parameter must get a gradient at every step
+        first = next(b for b in train_loader if b is not None)
+        first["pixel_values"] = first["pixel_values"].to(device)
+
+        def first_loss():
+            with accelerator.autocast():
+                terms = joint_step({**models, "joint": joint.to(device)}, first, cfg, torch.Generator().manual_seed(0))
+                return weighted_sum(weights, terms)[0]
+
+        frozen = freeze_gradless({"joint": joint, "unet": unet}, first_loss)
+        if frozen:
+            accelerator.print(f"frozen, no weighted loss reaches them: {', '.join(frozen)}")
     optimizer = build_optimizer(classifier, fusion, unet, cfg.optim)
     scheduler = cosine_with_warmup(optimizer, int(cfg.optim.warmup_ratio * total_steps), max(1, total_steps))
     joint, optimizer, scheduler = accelerator.prepare(joint, optimizer, scheduler)
     if cfg.model.train_unet:
         unet = accelerator.prepare(unet)
     inner = accelerator.unwrap_model(joint)
-    models = {"joint": joint, "vae": vae, "unet": unet, "text_encoder": text_encoder, "tokenizer": pipe.tokenizer,
-              "noise_scheduler": noise_scheduler, "placeholder_id": placeholder_id, "attributes": attributes,
-              "weight_dtype": weight_dtype, "prompt": "<emotion>"}
-    weights = {"understanding": cfg.loss.understanding, "condition": cfg.loss.condition,
-               "diffusion": cfg.loss.diffusion}
+    models.update(joint=joint, unet=unet)
 
     # Resume
     step = 0
@@ -836,7 +850,8 @@ def main(argv: list[str] | None = None) -> dict:
                     accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                                 cfg.optim.grad_clip)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:  # once per optimizer step, whatever the process count
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
                 continue
@@ -867,7 +882,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Emotion space over the training split, then the model folder
     space = fit_emotion_space(inner.classifier, space_set, accelerator, cfg.space_batch_size, cfg.data.num_workers)
     accelerator.wait_for_everyone()
-    summary = {"steps": step, "skipped_images": skipped,
+    summary = {"steps": step, "skipped_images": skipped, "num_processes": accelerator.num_processes,
                "emotion_space_counts": space.counts.tolist(), "num_train_items": len(train_data)}
     if bank is not None:
         summary["memory_bank"] = {"updates": bank.updates, "images": len(bank.items), "slots": bank.num_slots,

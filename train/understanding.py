@@ -28,6 +28,7 @@ import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -167,6 +168,44 @@ def build_classifier(cfg: ModelConfig, emotions: tuple[str, ...]):
     return classifier, clip_model, tokenizer
 
 
+def cpu_processes() -> bool:
+    """True when this is one of several processes (``torchrun``, ``accelerate launch``) on a machine without CUDA.
+
+    accelerate forms a gloo process group on the CPU only when told ``cpu=True`` (``accelerate launch --cpu``
+    says so through ``ACCELERATE_USE_CPU``; ``torchrun`` does not). Without it every process would train the
+    whole run alone and all of them would write the same run folder.
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def freeze_gradless(modules: dict, loss_fn) -> list[str]:
+    """Freeze the trainable parameters that one evaluation of ``loss_fn()`` leaves without a gradient.
+
+    Used before DDP wraps the model (several processes only): DDP runs here with ``find_unused_parameters``
+    off, because the expert projections are applied outside the wrapped ``forward``, which its search for
+    unused parameters does not allow; so every trainable parameter must get a gradient at every step. A loss
+    weighted 0 can leave whole branches without one (L_S alone never reaches the object queries or the
+    head). Such parameters would never change anyway, so freezing them changes nothing. The probe restores
+    the CPU random state and discards its gradients.
+
+    Args:
+        modules: name -> module whose parameters are checked.
+        loss_fn: zero-argument callable returning the training loss of one batch.
+    Returns:
+        the frozen parameters, as "module.parameter" names.
+    """
+    with torch.random.fork_rng(devices=[]):
+        loss_fn().backward()
+    frozen = []
+    for prefix, module in modules.items():
+        for name, p in module.named_parameters():
+            if p.requires_grad and p.grad is None:
+                p.requires_grad_(False)
+                frozen.append(f"{prefix}.{name}")
+        module.zero_grad(set_to_none=True)
+    return frozen
+
+
 def build_optimizer(classifier, optim: OptimConfig) -> torch.optim.AdamW:
     """AdamW over the trainable parameters, one group per (module group, decay / no decay)."""
     lrs = {"backbone": optim.lr_backbone, "queries": optim.lr_queries,
@@ -272,7 +311,8 @@ def main(argv: list[str] | None = None) -> dict:
     from uniemo.data.sampler import EpochSampler, SeededAugmentation
     from uniemo.losses import weighted_sum
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps)
+    accelerator = Accelerator(cpu=cpu_processes(), mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.grad_accum_steps, step_scheduler_with_optimizer=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     set_seed(cfg.seed)
@@ -326,13 +366,25 @@ def main(argv: list[str] | None = None) -> dict:
     if steps_per_epoch < 1:
         raise ValueError("fewer training batches than grad_accum_steps: lower batch_size or grad_accum_steps")
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    weights = {"scene": cfg.loss.scene, "object": cfg.loss.object, "emotion": cfg.loss.emotion}
+    if accelerator.num_processes > 1:
+        first = next(b for b in train_loader if b is not None)
+
+        def first_loss():
+            with accelerator.autocast():
+                _, terms = understanding_losses(classifier.to(device), first, targets, cfg.loss,
+                                                torch.Generator().manual_seed(cfg.seed), device)
+                return weighted_sum(weights, terms)[0]
+
+        frozen = freeze_gradless({"classifier": classifier}, first_loss)
+        if frozen:
+            accelerator.print(f"frozen, no weighted loss reaches them: {', '.join(frozen)}")
     optimizer = build_optimizer(classifier, cfg.optim)
     scheduler = cosine_with_warmup(optimizer, int(cfg.optim.warmup_ratio * total_steps), total_steps,
                                    cfg.optim.min_lr_ratio)
     model, optimizer, scheduler, val_loader = accelerator.prepare(classifier, optimizer, scheduler, val_loader)
     eval_every = cfg.eval_every or steps_per_epoch
     checkpoint_every = cfg.checkpoint_every or steps_per_epoch
-    weights = {"scene": cfg.loss.scene, "object": cfg.loss.object, "emotion": cfg.loss.emotion}
 
     # Resume
     step, best = 0, {"top1": -1.0, "step": 0}
@@ -398,7 +450,8 @@ def main(argv: list[str] | None = None) -> dict:
                 if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:  # once per optimizer step, whatever the process count
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
                 continue
@@ -425,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Final model folder: the best-on-val classifier, the attribute vocabulary, a descriptor
     accelerator.wait_for_everyone()
     final = {"best_val_top1": best["top1"], "best_step": best["step"], "steps": step,
-             "skipped_images": skipped}
+             "skipped_images": skipped, "num_processes": accelerator.num_processes}
     if accelerator.is_main_process:
         best_dir = out_dir / "best" / "classifier"
         from uniemo.classifier import EmoClassifier
