@@ -56,6 +56,33 @@ def test_fuse_weight_one_is_the_first_emotion(pipe):
     assert np.array_equal(pixels(pipe.fuse("awe", "fear", weight=1.0, seed=5)), pixels(pipe.generate("awe", seed=5)))
 
 
+def test_noun_guidance_equal_to_guidance_is_the_stock_pipeline(pipe):
+    """Composable guidance with g_n = g reduces to the stock pipeline's ε(∅) + g·(ε(c, noun) − ε(∅)): our loop
+    (three UNet branches) gives the stock pipeline's images up to float rounding; another g_n changes them."""
+    c = pipe.condition("fear", 2, seed=0)
+    settings = pipe._settings(2, 3, 5.0, None)
+    stock = pixels(pipe._render(pipe.prompt_embeds(c, "lamp"), 0, settings, None)).astype(int)
+    composed = pixels(pipe._render_composed(pipe.prompt_embeds(c), pipe.prompt_embeds(c, "lamp"), 5.0, 0, settings,
+                                            None)).astype(int)
+    assert np.abs(stock - composed).max() <= 2
+    # through transfer: g_n = g takes the stock path; a different g_n the composed one, with other pixels
+    same = pixels(pipe.transfer("fear", "lamp", num_images=2, num_inference_steps=3, guidance_scale=5.0,
+                                noun_guidance_scale=5.0)).astype(int)
+    assert np.array_equal(same, stock)
+    steps = []
+    louder = pixels(pipe.transfer("fear", "lamp", num_images=2, num_inference_steps=3, guidance_scale=5.0,
+                                  noun_guidance_scale=15.0, callback=lambda i, n: steps.append((i, n))))
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert np.abs(louder.astype(int) - stock).max() > 10
+    # a model folder's recommendation is the default
+    pipe.defaults["noun_guidance_scale"] = 15.0
+    try:
+        again = pixels(pipe.transfer("fear", "lamp", num_images=2, num_inference_steps=3, guidance_scale=5.0))
+    finally:
+        del pipe.defaults["noun_guidance_scale"]
+    assert np.array_equal(again, louder)
+
+
 def test_conditions_differ_between_emotions(pipe):
     assert not torch.allclose(pipe.condition("awe", 1, seed=0), pipe.condition("fear", 1, seed=0))
 
@@ -71,6 +98,8 @@ def test_conditions_differ_between_emotions(pipe):
     (lambda p: p.transfer("awe", "   "), "noun is empty"),
     (lambda p: p.transfer("awe", "x" * 10_000), "at most"),
     (lambda p: p.set_scheduler("magic"), "unipc"),
+    (lambda p: p.transfer("awe", "cup", noun_guidance_scale=-1.0), "noun_guidance_scale"),
+    (lambda p: p.transfer("awe", "cup", noun_guidance_scale="high"), "noun_guidance_scale"),
 ])
 def test_bad_arguments_say_what_is_allowed(pipe, call, message):
     with pytest.raises(ValueError, match=message):

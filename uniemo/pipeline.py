@@ -5,6 +5,9 @@ stock diffusers ``StableDiffusionPipeline`` (composition, not subclassing). Gene
 turns it into ``prompt_embeds`` through the placeholder token, and calls the stock pipeline with those
 embeddings (negative = the empty prompt) — no sampler of our own.
 
+Transfer may weigh the noun on its own (``noun_guidance_scale``, composable guidance; see ``transfer``): the
+only place where the denoising loop is ours, and with the noun weighed like the rest it is not used at all.
+
 Seeds: image i of a call with ``seed=s`` uses seed ``s + i`` for both its emotion-space sample and its initial
 latents, so ``generate(e, num_images=2, seed=0)[1]`` equals ``generate(e, num_images=1, seed=1)[0]``.
 
@@ -41,7 +44,8 @@ MAX_NOUN_CHARS = 200
 # Official sampler settings (UniPC, 50 steps, guidance 7.5); FAST_SETTINGS are documented faster ones.
 # A model folder may recommend its own in uniemo.json "sampler", including "space_scale": the factor on the
 # emotion-space standard deviations when sampling (1 = the fitted Gaussians; < 1 draws closer to each
-# emotion's centroid, a truncation-style trade of diversity for fidelity).
+# emotion's centroid, a truncation-style trade of diversity for fidelity), and "noun_guidance_scale" for
+# transfer (see UniEmoPipeline.transfer).
 OFFICIAL_SETTINGS = {"scheduler": "unipc", "num_inference_steps": 50, "guidance_scale": 7.5}
 FAST_SETTINGS = {"scheduler": "dpm++", "num_inference_steps": 20, "guidance_scale": 7.5}
 
@@ -357,6 +361,41 @@ class UniEmoPipeline:
                        num_inference_steps=steps, guidance_scale=guidance, generator=generators,
                        callback_on_step_end=on_step, output_type="pil").images
 
+    @torch.no_grad()
+    def _render_composed(self, base_embeds: torch.Tensor, noun_embeds: torch.Tensor, noun_guidance: float, seed: int,
+                         settings: tuple[int, float, int], callback: Callable[[int, int], None] | None
+                         ) -> list[Image.Image]:
+        """Composable classifier-free guidance (Liu et al. 2022) with the noun as its own concept:
+
+            ε = ε(∅) + g·(ε(c) − ε(∅)) + g_n·(ε(c, noun) − ε(c))
+
+        ``base_embeds`` encode ``"<emotion>"``, ``noun_embeds`` ``"<emotion> {noun}"``. With g_n = g this is the
+        stock pipeline's guidance, ε(∅) + g·(ε(c, noun) − ε(∅)), and gives its images (a test checks it). The
+        loop is the stock pipeline's own steps (``prepare_latents``, the scheduler, the VAE, the image processor)
+        with a third UNet branch.
+        """
+        steps, guidance, size = settings
+        sd, device = self.sd, self.device
+        if self._negative is None:
+            from uniemo.diffusion import encode_prompt
+
+            self._negative = encode_prompt(sd.text_encoder, sd.tokenizer, [""])
+        n = len(noun_embeds)
+        context = torch.cat([self._negative.expand(n, -1, -1), base_embeds, noun_embeds]).to(device, sd.unet.dtype)
+        generators = [torch.Generator().manual_seed(seed + i) for i in range(n)]
+        sd.scheduler.set_timesteps(steps, device=device)
+        latents = sd.prepare_latents(n, sd.unet.config.in_channels, size, size, context.dtype, device, generators)
+        extra = sd.prepare_extra_step_kwargs(generators, 0.0)
+        for i, t in enumerate(sd.scheduler.timesteps):
+            x = sd.scheduler.scale_model_input(torch.cat([latents] * 3), t)
+            e_empty, e_base, e_noun = sd.unet(x, t, encoder_hidden_states=context).sample.chunk(3)
+            eps = e_empty + guidance * (e_base - e_empty) + noun_guidance * (e_noun - e_base)
+            latents = sd.scheduler.step(eps, t, latents, **extra).prev_sample
+            if callback is not None:
+                callback(i + 1, steps)
+        image = sd.vae.decode(latents / sd.vae.config.scaling_factor).sample
+        return sd.image_processor.postprocess(image, output_type="pil", do_denormalize=[True] * n)
+
     def generate(self, emotion: str, num_images: int = 1, seed: int = 0, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, size: int | None = None, image=None,
                  callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
@@ -368,14 +407,30 @@ class UniEmoPipeline:
 
     def transfer(self, emotion: str, noun: str, num_images: int = 1, seed: int = 0,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 size: int | None = None, image=None,
+                 size: int | None = None, image=None, noun_guidance_scale: float | None = None,
                  callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
-        """The emotion carried onto a neutral object: prompt ``"<emotion> {noun}"``."""
+        """The emotion carried onto a neutral object: prompt ``"<emotion> {noun}"``.
+
+        ``noun_guidance_scale`` (g_n; default: the model folder's recommendation, else none) weighs what the noun
+        adds to the condition separately from the condition itself (see ``_render_composed``); one more UNet
+        pass per step. None, or g_n equal to ``guidance_scale``, is the plain guidance of METHOD.md. A larger g_n
+        shows the noun more often, at the cost of the emotion when the condition brings objects of its own.
+        """
         self._emotion_index(emotion)
         noun = self._check_noun(noun)
         settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
+        if noun_guidance_scale is None:
+            noun_guidance_scale = self.defaults.get("noun_guidance_scale")
+        if noun_guidance_scale is not None and (
+                isinstance(noun_guidance_scale, bool) or not isinstance(noun_guidance_scale, (int, float))
+                or not 0.0 <= noun_guidance_scale <= MAX_GUIDANCE):
+            raise ValueError(f"noun_guidance_scale must be a number between 0 and {MAX_GUIDANCE}, "
+                             f"got {noun_guidance_scale!r}")
         c = self.condition(emotion, num_images, seed, image=image)
-        return self._render(self.prompt_embeds(c, noun), seed, settings, callback)
+        if noun_guidance_scale is None or float(noun_guidance_scale) == settings[1]:
+            return self._render(self.prompt_embeds(c, noun), seed, settings, callback)
+        return self._render_composed(self.prompt_embeds(c), self.prompt_embeds(c, noun), float(noun_guidance_scale),
+                                     seed, settings, callback)
 
     def neutral(self, noun: str, num_images: int = 1, seed: int = 0, num_inference_steps: int | None = None,
                 guidance_scale: float | None = None, size: int | None = None,
