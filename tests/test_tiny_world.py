@@ -60,6 +60,13 @@ def test_report_numbers_are_recorded():
     assert "test_top1_without_expert_queries" in report["classification"]
     for key in ("recognised_by_classifier", "recognised_by_probe", "recognised_from_reference_images"):
         assert 0.0 <= report["generation"][key] <= 1.0
+    transfer = report["transfer"]
+    for key in ("object_recognised", "neutral_object_recognised", "emotion_recognised_by_classifier",
+                "emotion_recognised_where_the_rule_allows_it", "emotion_recognised_where_the_rule_forbids_it"):
+        assert 0.0 <= transfer[key] <= 1.0
+    # the bundle's recommended sampler is what the report measured with
+    info = json.loads((BUNDLE / "uniemo.json").read_text())
+    assert report["sampler"] == info["sampler"]
 
 
 @pytest.mark.slow
@@ -69,8 +76,7 @@ def test_smoke_build_from_nothing(tmp_path):
     from uniemo import UniEmoPipeline
 
     out = tmp_path / "bundle"
-    texts = ["clip.text_mix=[0.55, 0.15, 0.15, 0.15]", "sd.text_mix=[0.7, 0.1, 0.1, 0.1]"]  # the short texts too
-    summary = main(["--smoke", "--out", str(out), f"work_dir={tmp_path / 'work'}", "threads=2", *texts])
+    summary = main(["--smoke", "--out", str(out), f"work_dir={tmp_path / 'work'}", "threads=2"])
     assert set(summary["timings_seconds"]) >= {"emoshapes", "clip", "sd", "stage1", "probe", "joint"}
     pipe = UniEmoPipeline.from_pretrained(out)
     assert len(pipe.generate("fear", num_images=1, num_inference_steps=2)) == 1
@@ -81,7 +87,7 @@ def test_smoke_build_from_nothing(tmp_path):
     # resumed with stage 1's settings changed: data, CLIP, SD and the probe are reused, the rest is redone
     before = (tmp_path / "work" / "clip" / "model.safetensors").stat().st_mtime_ns
     main(["--smoke", "--out", str(out), f"work_dir={tmp_path / 'work'}", "threads=2", "resume=true",
-          "uniemo.stage1_epochs=1", *texts])
+          "uniemo.stage1_epochs=1"])
     log = [json.loads(line) for line in (tmp_path / "work" / "tiny_world.jsonl").read_text().splitlines()]
     run2 = log[len(log) - 1 - [r["phase"] for r in reversed(log)].index("emoshapes"):]
     assert {r["phase"] for r in run2 if r.get("reused")} == {"emoshapes", "clip", "sd", "probe"}
@@ -148,7 +154,7 @@ def test_sample_texts_follows_the_mix():
     assert abs(objects.count("balloon") / len(objects) - 0.5) < 0.05  # both objects drawn equally often
     with pytest.raises(ValueError, match="text_mix"):
         sample_texts([RECORD], idx, (1.0, 0.0), torch.Generator())
-    # captions only (the default) draws nothing: the batches stay those of a build without the short kinds
+    # captions only draws nothing: the batches stay those of a build without the short kinds
     g = torch.Generator().manual_seed(5)
     assert sample_texts([RECORD], idx[:3], (1.0, 0.0, 0.0, 0.0), g) == [("caption", RECORD["caption"])] * 3
     assert torch.equal(g.get_state(), torch.Generator().manual_seed(5).get_state())
