@@ -90,7 +90,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path, learnable_emoset)
     lr_single = [json.loads(l)["lr"] for l in (single / "metrics.jsonl").read_text().splitlines() if '"lr"' in l]
     assert lr == lr_single and lr[0] > 0
     # with the default losses the expert projections are applied outside the DDP-wrapped forward: still fine
-    run_torchrun(ROOT / "train" / "understanding.py", [*args[:2], args[2], "max_steps=4", f"out_dir={tmp_path / 'all'}"])
+    run_torchrun(ROOT / "train" / "understanding.py", [*args[:3], "max_steps=4", f"out_dir={tmp_path / 'all'}"])
     final = json.loads((tmp_path / "all" / "metrics.jsonl").read_text().splitlines()[-1])["final"]
     assert final["num_processes"] == 2 and final["steps"] == 4
 

@@ -50,6 +50,11 @@ OFFICIAL_SETTINGS = {"scheduler": "unipc", "num_inference_steps": 50, "guidance_
 FAST_SETTINGS = {"scheduler": "dpm++", "num_inference_steps": 20, "guidance_scale": 7.5}
 
 
+def _check_guidance(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_GUIDANCE:
+        raise ValueError(f"{name} must be a number between 0 and {MAX_GUIDANCE}, got {value!r}")
+
+
 @dataclass
 class EmotionPrediction:
     """The result of ``classify``.
@@ -325,8 +330,7 @@ class UniEmoPipeline:
             raise ValueError(f"num_images must be an integer from 1 to {MAX_IMAGES}, got {num_images!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise ValueError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0.0 <= guidance <= MAX_GUIDANCE:
-            raise ValueError(f"guidance_scale must be a number between 0 and {MAX_GUIDANCE}, got {guidance!r}")
+        _check_guidance("guidance_scale", guidance)
         if isinstance(size, bool) or not isinstance(size, int) or size % 8 or not 8 <= size <= 2048:
             raise ValueError(f"size must be a multiple of 8 between 8 and 2048, got {size!r}")
         return steps, float(guidance), size
@@ -342,14 +346,19 @@ class UniEmoPipeline:
         return noun
 
     @torch.no_grad()
-    def _render(self, prompt_embeds: torch.Tensor, seed: int, settings: tuple[int, float, int],
-                callback: Callable[[int, int], None] | None) -> list[Image.Image]:
-        steps, guidance, size = settings
+    def _negative_embeds(self) -> torch.Tensor:
+        """The empty prompt's embeddings (1, 77, C), encoded once."""
         if self._negative is None:
             from uniemo.diffusion import encode_prompt
 
             self._negative = encode_prompt(self.sd.text_encoder, self.sd.tokenizer, [""])
-        negative = self._negative.expand(len(prompt_embeds), -1, -1)
+        return self._negative
+
+    @torch.no_grad()
+    def _render(self, prompt_embeds: torch.Tensor, seed: int, settings: tuple[int, float, int],
+                callback: Callable[[int, int], None] | None) -> list[Image.Image]:
+        steps, guidance, size = settings
+        negative = self._negative_embeds().expand(len(prompt_embeds), -1, -1)
         generators = [torch.Generator().manual_seed(seed + i) for i in range(len(prompt_embeds))]
 
         def on_step(pipe, step, timestep, kwargs):
@@ -376,12 +385,9 @@ class UniEmoPipeline:
         """
         steps, guidance, size = settings
         sd, device = self.sd, self.device
-        if self._negative is None:
-            from uniemo.diffusion import encode_prompt
-
-            self._negative = encode_prompt(sd.text_encoder, sd.tokenizer, [""])
         n = len(noun_embeds)
-        context = torch.cat([self._negative.expand(n, -1, -1), base_embeds, noun_embeds]).to(device, sd.unet.dtype)
+        negative = self._negative_embeds().expand(n, -1, -1)
+        context = torch.cat([negative, base_embeds, noun_embeds]).to(device, sd.unet.dtype)
         generators = [torch.Generator().manual_seed(seed + i) for i in range(n)]
         sd.scheduler.set_timesteps(steps, device=device)
         latents = sd.prepare_latents(n, sd.unet.config.in_channels, size, size, context.dtype, device, generators)
@@ -421,11 +427,8 @@ class UniEmoPipeline:
         settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
         if noun_guidance_scale is None:
             noun_guidance_scale = self.defaults.get("noun_guidance_scale")
-        if noun_guidance_scale is not None and (
-                isinstance(noun_guidance_scale, bool) or not isinstance(noun_guidance_scale, (int, float))
-                or not 0.0 <= noun_guidance_scale <= MAX_GUIDANCE):
-            raise ValueError(f"noun_guidance_scale must be a number between 0 and {MAX_GUIDANCE}, "
-                             f"got {noun_guidance_scale!r}")
+        if noun_guidance_scale is not None:
+            _check_guidance("noun_guidance_scale", noun_guidance_scale)
         c = self.condition(emotion, num_images, seed, image=image)
         if noun_guidance_scale is None or float(noun_guidance_scale) == settings[1]:
             return self._render(self.prompt_embeds(c, noun), seed, settings, callback)
