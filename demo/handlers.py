@@ -114,7 +114,10 @@ def default_settings(pipe) -> dict[str, Any]:
     return {"num_images": min(2, limits.max_images),
             "seed": 0,
             "num_inference_steps": min(int(pipe.defaults["num_inference_steps"]), limits.max_steps),
-            "guidance_scale": float(pipe.defaults["guidance_scale"])}
+            "guidance_scale": float(pipe.defaults["guidance_scale"]),
+            # transfer's own recommendation when the model folder gives one (UniEmoPipeline.transfer)
+            "transfer_guidance_scale": float(pipe.defaults.get("transfer_guidance_scale",
+                                                               pipe.defaults["guidance_scale"]))}
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -172,12 +175,14 @@ def check_noun(noun: Any) -> str:
     return noun
 
 
-def _sampling(pipe, num_images: Any, seed: Any, steps: Any, guidance: Any) -> tuple[int, int, int, float, int]:
-    """Validated (num_images, seed, steps, guidance, size) under this machine's ``DemoLimits``."""
+def _sampling(pipe, num_images: Any, seed: Any, steps: Any, guidance: Any, guidance_key: str = "guidance_scale"
+              ) -> tuple[int, int, int, float, int]:
+    """Validated (num_images, seed, steps, guidance, size) under this machine's ``DemoLimits``; a missing
+    guidance is ``default_settings(pipe)[guidance_key]``."""
     limits = demo_limits(pipe)
     defaults = default_settings(pipe)
     steps = defaults["num_inference_steps"] if steps is None else steps
-    guidance = defaults["guidance_scale"] if guidance is None else guidance
+    guidance = defaults[guidance_key] if guidance is None else guidance
     return (_integer(num_images, "the number of images", 1, limits.max_images),
             _integer(seed, "the seed", 0, MAX_SEED),
             _integer(steps, "the number of steps", 1, limits.max_steps),
@@ -368,14 +373,16 @@ def transfer_images(pipe, emotion: Any, noun: Any, num_images: Any = 1, seed: An
         emotion: one of ``pipe.emotions``.
         noun: a neutral object, e.g. one of ``NEUTRAL_NOUNS`` (bench, book, cup, lamp, room, sofa, street),
             or any short text up to ``MAX_NOUN_CHARS`` characters.
-        num_images, seed, steps, guidance, progress: as in ``generate_images``.
+        num_images, seed, steps, guidance, progress: as in ``generate_images``; ``guidance=None`` is the
+            model's transfer guidance (``default_settings(pipe)["transfer_guidance_scale"]``).
 
     Returns:
         ``(transferred, neutral)``: two galleries of ``(image, caption)``, pairwise with the same seeds.
     """
     emotion = check_emotion(pipe, emotion)
     noun = check_noun(noun)
-    num_images, seed, steps, guidance, size = _sampling(pipe, num_images, seed, steps, guidance)
+    num_images, seed, steps, guidance, size = _sampling(pipe, num_images, seed, steps, guidance,
+                                                        "transfer_guidance_scale")
     counter = _StepCounter(progress, 2, steps)
     settings = {"num_images": num_images, "seed": seed, "num_inference_steps": steps, "guidance_scale": guidance,
                 "size": size, "callback": counter.callback}

@@ -98,8 +98,10 @@ def _example_images() -> list[Path]:
     return sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
 
 
-def _sampling_controls(pipe, limits: handlers.DemoLimits, prefix: str) -> list[gr.components.Component]:
-    """Number of images, seed, steps and guidance, in an accordion; the same four in every generation tab."""
+def _sampling_controls(pipe, limits: handlers.DemoLimits, prefix: str, guidance_key: str = "guidance_scale"
+                       ) -> list[gr.components.Component]:
+    """Number of images, seed, steps and guidance, in an accordion; the same four in every generation tab (the
+    guidance starts at ``default_settings(pipe)[guidance_key]``: Transfer has its own)."""
     defaults = handlers.default_settings(pipe)
     with gr.Accordion("Sampling", open=True, elem_id=f"{prefix}-sampling"):
         with gr.Row():
@@ -110,7 +112,7 @@ def _sampling_controls(pipe, limits: handlers.DemoLimits, prefix: str) -> list[g
         with gr.Row():
             steps = gr.Slider(1, limits.max_steps, value=defaults["num_inference_steps"], step=1, precision=0,
                               label="Denoising steps")
-            guidance = gr.Slider(0.0, MAX_GUIDANCE, value=defaults["guidance_scale"], step=0.5,
+            guidance = gr.Slider(0.0, MAX_GUIDANCE, value=defaults[guidance_key], step=0.5,
                                  label="Guidance scale")
     return [num_images, seed, steps, guidance]
 
@@ -217,7 +219,7 @@ def build_demo(pipe) -> gr.Blocks:
                                              label="Emotion", elem_id="tr-emotion")
                     noun = gr.Dropdown(list(NEUTRAL_NOUNS), value="lamp", allow_custom_value=True,
                                        label="Neutral object (pick one or type your own)", elem_id="tr-noun")
-                tr_sampling = _sampling_controls(pipe, limits, "tr")
+                tr_sampling = _sampling_controls(pipe, limits, "tr", "transfer_guidance_scale")
                 tr_button = gr.Button("Transfer", variant="primary", elem_id="tr-button")
                 with gr.Row():
                     neutral = _gallery("The object alone (same seeds)", "tr-neutral", columns=2)
@@ -225,7 +227,8 @@ def build_demo(pipe) -> gr.Blocks:
                 tr_inputs = [tr_emotion, noun, *tr_sampling]
                 tr_button.click(transfer, tr_inputs, [transferred, neutral], api_name="transfer", **MODEL_EVENT)
                 pairs = list(zip(emotions[1::2], NEUTRAL_NOUNS[::2], strict=False))  # mixes valences and objects
-                gr.Examples([[e, n, *sampling_example] for e, n in pairs], tr_inputs, **fill_only)
+                tr_example = [*sampling_example[:-1], defaults["transfer_guidance_scale"]]
+                gr.Examples([[e, n, *tr_example] for e, n in pairs], tr_inputs, **fill_only)
 
             with gr.Tab("Fuse", id="fuse"):
                 with gr.Row():

@@ -82,7 +82,8 @@ def render_markdown(report: dict) -> str:
                             "scene makes that emotion with the noun, "
                             f"{pct(t['emotion_recognised_where_the_rule_forbids_it'])} for the others"
                             if t.get("emotion_recognised_where_the_rule_allows_it") is not None else "")
-         + (f"; noun guidance {report['sampler']['noun_guidance_scale']}"
+         + (f"; guidance {report['sampler'].get('transfer_guidance_scale', report['sampler']['guidance_scale'])}"
+            f", noun guidance {report['sampler']['noun_guidance_scale']}"
             if report["sampler"].get("noun_guidance_scale") is not None else "")),
         ("Load the bundle", f"{lat['load']:.2f} s", "offline, 2 CPU cores"),
         ("classify / generate / transfer / fuse (one image)",
@@ -239,7 +240,10 @@ def main(argv: list[str] | None = None) -> dict:
     neutral_hits = {}
     for noun in objects:
         n = args.transfer_seeds  # as many images per noun as transfer made, in calls of n consecutive seeds
-        ims = [im for k in range(len(emotions)) for im in pipe.neutral(noun, num_images=n, seed=transfer_seed + k * n)]
+        # at transfer's guidance scale, as the demo shows the pair
+        ims = [im for k in range(len(emotions))
+               for im in pipe.neutral(noun, num_images=n, seed=transfer_seed + k * n,
+                                      guidance_scale=pipe.defaults.get("transfer_guidance_scale"))]
         neutral_hits[noun] = int((judge(ims) == objects.index(noun)).sum())
     # the other half of a transfer: does the image still carry the emotion? (the bundled classifier; chance 1/8)
     share = {k: (right / n if n else None) for k, (right, n) in by_feasibility.items()}

@@ -271,6 +271,23 @@ def test_transfer_gives_the_same_seeds_neutral_rendering_beside_it(pipe):
     assert calls[-1] == (2 * STEPS, 2 * STEPS) and calls == sorted(calls)
 
 
+def test_transfer_tab_uses_the_models_transfer_guidance(pipe):
+    """The Transfer tab's guidance starts at the folder's ``transfer_guidance_scale`` (else ``guidance_scale``),
+    and a missing guidance is that value, for the transfer and for its neutral partner alike."""
+    assert handlers.default_settings(pipe)["transfer_guidance_scale"] == pipe.defaults["guidance_scale"]
+    pipe.defaults["transfer_guidance_scale"] = 3.0
+    try:
+        assert handlers.default_settings(pipe)["transfer_guidance_scale"] == 3.0
+        transferred, neutral = handlers.transfer_images(pipe, "fear", "lamp", steps=STEPS)
+    finally:
+        del pipe.defaults["transfer_guidance_scale"]
+    explicit = handlers.transfer_images(pipe, "fear", "lamp", steps=STEPS, guidance=3.0)
+    assert np.array_equal(np.asarray(transferred[0][0]), np.asarray(explicit[0][0][0]))
+    assert np.array_equal(np.asarray(neutral[0][0]), np.asarray(explicit[1][0][0]))
+    assert not np.array_equal(np.asarray(neutral[0][0]),
+                              np.asarray(handlers.transfer_images(pipe, "fear", "lamp", steps=STEPS)[1][0][0]))
+
+
 def test_transfer_accepts_free_text_nouns(pipe):
     transferred, _ = handlers.transfer_images(pipe, "awe", "a red umbrella", steps=STEPS)
     assert transferred[0][1].startswith("awe a red umbrella")

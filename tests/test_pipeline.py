@@ -83,6 +83,23 @@ def test_noun_guidance_equal_to_guidance_is_the_stock_pipeline(pipe):
     assert np.array_equal(again, louder)
 
 
+def test_transfer_guidance_defaults_to_the_folders_transfer_recommendation(pipe):
+    """With ``transfer_guidance_scale`` in the folder's sampler, transfer's g defaults to it (generate keeps
+    ``guidance_scale``); without it, to ``guidance_scale``."""
+    kwargs = {"num_images": 1, "num_inference_steps": 3}
+    at = {g: pixels(pipe.transfer("fear", "lamp", guidance_scale=g, **kwargs)) for g in (3.0, 7.5)}
+    assert not np.array_equal(at[3.0], at[7.5])
+    assert pipe.defaults["guidance_scale"] == 7.5 and "transfer_guidance_scale" not in pipe.defaults
+    assert np.array_equal(pixels(pipe.transfer("fear", "lamp", **kwargs)), at[7.5])
+    pipe.defaults["transfer_guidance_scale"] = 3.0
+    try:
+        assert np.array_equal(pixels(pipe.transfer("fear", "lamp", **kwargs)), at[3.0])
+        generated = pixels(pipe.generate("fear", **kwargs))
+    finally:
+        del pipe.defaults["transfer_guidance_scale"]
+    assert np.array_equal(generated, pixels(pipe.generate("fear", guidance_scale=7.5, **kwargs)))
+
+
 def test_conditions_differ_between_emotions(pipe):
     assert not torch.allclose(pipe.condition("awe", 1, seed=0), pipe.condition("fear", 1, seed=0))
 

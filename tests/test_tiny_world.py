@@ -69,6 +69,16 @@ def test_report_numbers_are_recorded():
     assert report["sampler"] == info["sampler"]
 
 
+def test_readme_quotes_the_report():
+    """The README's table is the one eval/tiny_report.py renders from the bundle's report.json."""
+    from eval.tiny_report import README_END, README_START, render_markdown
+
+    report = json.loads((BUNDLE / "report.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    quoted = readme.split(README_START, 1)[1].split(README_END, 1)[0]
+    assert quoted.strip() == render_markdown(report).strip()
+
+
 @pytest.mark.slow
 def test_smoke_build_from_nothing(tmp_path):
     """The same steps as the full build with tiny step counts: data, CLIP, SD, stage 1, probe, stage 2."""

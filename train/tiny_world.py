@@ -573,9 +573,10 @@ def main(argv: list[str] | None = None) -> dict:
     info = json.loads((out / "uniemo.json").read_text())
     # recommended sampling for this tiny model, measured by eval/tiny_report.py (README, "How UniEmo-Tiny was
     # tuned"): space_scale 0.5 recognises more generated images as their emotion than 1.0; transfer weighs the
-    # noun on its own (composable guidance, UniEmoPipeline.transfer), else the condition's objects crowd it out
+    # noun on its own (composable guidance, UniEmoPipeline.transfer), else the condition's objects crowd it out,
+    # and guides the condition less (4 rather than 7.5: the tiny SD draws its objects more faithfully)
     info["sampler"] = {"scheduler": "unipc", "num_inference_steps": 25, "guidance_scale": 7.5, "space_scale": 0.5,
-                       "noun_guidance_scale": 15.0}
+                       "transfer_guidance_scale": 4.0, "noun_guidance_scale": 9.0}
     info["base_models"] = {"clip": "clip/ (tiny CLIP pretrained on EmoShapes captions)",
                            "diffusion": "diffusion/ (tiny Stable Diffusion pretrained on EmoShapes captions)"}
     info["stage1"] = "train/tiny_world.py"

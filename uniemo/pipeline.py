@@ -44,8 +44,9 @@ MAX_NOUN_CHARS = 200
 # Official sampler settings (UniPC, 50 steps, guidance 7.5); FAST_SETTINGS are documented faster ones.
 # A model folder may recommend its own in uniemo.json "sampler", including "space_scale": the factor on the
 # emotion-space standard deviations when sampling (1 = the fitted Gaussians; < 1 draws closer to each
-# emotion's centroid, a truncation-style trade of diversity for fidelity), and "noun_guidance_scale" for
-# transfer (see UniEmoPipeline.transfer).
+# emotion's centroid, a truncation-style trade of diversity for fidelity), and for transfer
+# "transfer_guidance_scale" (its guidance_scale, else "guidance_scale") and "noun_guidance_scale" (see
+# UniEmoPipeline.transfer).
 OFFICIAL_SETTINGS = {"scheduler": "unipc", "num_inference_steps": 50, "guidance_scale": 7.5}
 FAST_SETTINGS = {"scheduler": "dpm++", "num_inference_steps": 20, "guidance_scale": 7.5}
 
@@ -421,9 +422,14 @@ class UniEmoPipeline:
         adds to the condition separately from the condition itself (see ``_render_composed``); one more UNet
         pass per step. None, or g_n equal to ``guidance_scale``, is the plain guidance of METHOD.md. A larger g_n
         shows the noun more often, at the cost of the emotion when the condition brings objects of its own.
+        ``guidance_scale`` (g) defaults to the folder's ``transfer_guidance_scale`` when it recommends one (a
+        lower g with a larger g_n lets the noun win over the condition's own objects), else to its
+        ``guidance_scale``.
         """
         self._emotion_index(emotion)
         noun = self._check_noun(noun)
+        if guidance_scale is None:
+            guidance_scale = self.defaults.get("transfer_guidance_scale")
         settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
         if noun_guidance_scale is None:
             noun_guidance_scale = self.defaults.get("noun_guidance_scale")
