@@ -116,8 +116,7 @@ def default_settings(pipe) -> dict[str, Any]:
             "num_inference_steps": min(int(pipe.defaults["num_inference_steps"]), limits.max_steps),
             "guidance_scale": float(pipe.defaults["guidance_scale"]),
             # transfer's own recommendation when the model folder gives one (UniEmoPipeline.transfer)
-            "transfer_guidance_scale": float(pipe.defaults.get("transfer_guidance_scale",
-                                                               pipe.defaults["guidance_scale"]))}
+            "transfer_guidance_scale": float(pipe.transfer_guidance_scale)}
 
 
 # ------------------------------------------------------------------------------------------ validation

@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
         # at transfer's guidance scale, as the demo shows the pair
         ims = [im for k in range(len(emotions))
                for im in pipe.neutral(noun, num_images=n, seed=transfer_seed + k * n,
-                                      guidance_scale=pipe.defaults.get("transfer_guidance_scale"))]
+                                      guidance_scale=pipe.transfer_guidance_scale)]
         neutral_hits[noun] = int((judge(ims) == objects.index(noun)).sum())
     # the other half of a transfer: does the image still carry the emotion? (the bundled classifier; chance 1/8)
     share = {k: (right / n if n else None) for k, (right, n) in by_feasibility.items()}

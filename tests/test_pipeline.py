@@ -91,8 +91,10 @@ def test_transfer_guidance_defaults_to_the_folders_transfer_recommendation(pipe)
     assert not np.array_equal(at[3.0], at[7.5])
     assert pipe.defaults["guidance_scale"] == 7.5 and "transfer_guidance_scale" not in pipe.defaults
     assert np.array_equal(pixels(pipe.transfer("fear", "lamp", **kwargs)), at[7.5])
+    assert pipe.transfer_guidance_scale == 7.5
     pipe.defaults["transfer_guidance_scale"] = 3.0
     try:
+        assert pipe.transfer_guidance_scale == 3.0
         assert np.array_equal(pixels(pipe.transfer("fear", "lamp", **kwargs)), at[3.0])
         generated = pixels(pipe.generate("fear", **kwargs))
     finally:

@@ -229,6 +229,11 @@ class UniEmoPipeline:
     def emotions(self) -> tuple[str, ...]:
         return tuple(self.classifier.config.emotions)
 
+    @property
+    def transfer_guidance_scale(self) -> float:
+        """Transfer's default guidance: the folder's ``transfer_guidance_scale``, else ``guidance_scale``."""
+        return self.defaults.get("transfer_guidance_scale", self.defaults["guidance_scale"])
+
     def set_scheduler(self, name: str) -> None:
         """Swap the sampler: ``unipc`` (official), ``ddim``, ``dpm++``, ``euler``, ``pndm``."""
         from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler,
@@ -429,7 +434,7 @@ class UniEmoPipeline:
         self._emotion_index(emotion)
         noun = self._check_noun(noun)
         if guidance_scale is None:
-            guidance_scale = self.defaults.get("transfer_guidance_scale")
+            guidance_scale = self.transfer_guidance_scale
         settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
         if noun_guidance_scale is None:
             noun_guidance_scale = self.defaults.get("noun_guidance_scale")
