@@ -31,7 +31,6 @@ import gradio.utils
 from PIL import Image
 
 from demo import handlers
-from uniemo.constants import NEUTRAL_NOUNS
 from uniemo.pipeline import MAX_GUIDANCE
 
 try:
@@ -217,8 +216,9 @@ def build_demo(pipe) -> gr.Blocks:
                 with gr.Row():
                     tr_emotion = gr.Dropdown(emotions, value=emotions[-2] if len(emotions) > 1 else emotions[0],
                                              label="Emotion", elem_id="tr-emotion")
-                    noun = gr.Dropdown(list(NEUTRAL_NOUNS), value="lamp", allow_custom_value=True,
-                                       label="Neutral object (pick one or type your own)", elem_id="tr-noun")
+                    nouns = list(pipe.transfer_nouns)  # what this model's SD can draw; any noun may be typed
+                    noun = gr.Dropdown(nouns, value="lamp" if "lamp" in nouns else nouns[0], allow_custom_value=True,
+                                       label="Object (pick one or type your own)", elem_id="tr-noun")
                 tr_sampling = _sampling_controls(pipe, limits, "tr", "transfer_guidance_scale")
                 tr_button = gr.Button("Transfer", variant="primary", elem_id="tr-button")
                 with gr.Row():
@@ -226,7 +226,7 @@ def build_demo(pipe) -> gr.Blocks:
                     transferred = _gallery("With the emotion", "tr-gallery", columns=2)
                 tr_inputs = [tr_emotion, noun, *tr_sampling]
                 tr_button.click(transfer, tr_inputs, [transferred, neutral], api_name="transfer", **MODEL_EVENT)
-                pairs = list(zip(emotions[1::2], NEUTRAL_NOUNS[::2], strict=False))  # mixes valences and objects
+                pairs = list(zip(emotions[1::2], nouns[::2], strict=False))  # mixes valences and objects
                 tr_example = [*sampling_example[:-1], defaults["transfer_guidance_scale"]]
                 gr.Examples([[e, n, *tr_example] for e, n in pairs], tr_inputs, **fill_only)
 

@@ -446,6 +446,24 @@ def test_build_demo_has_the_four_api_endpoints_in_one_concurrency_group(pipe):
     assert {fn.concurrency_limit for fn in fns.values()} == {1}
 
 
+def test_transfer_tab_offers_the_models_nouns(pipe):
+    """The Transfer tab's object list is the model's ``transfer_nouns`` (typing another stays allowed)."""
+    from demo.ui import build_demo
+
+    def noun_box(page):
+        return next(c["props"] for c in page.config["components"] if c["props"].get("elem_id") == "tr-noun")
+
+    box = noun_box(build_demo(pipe))
+    assert [c[0] for c in box["choices"]] == list(pipe.transfer_nouns) and box["value"] == "lamp"
+    assert box["allow_custom_value"]
+    pipe.info["transfer_nouns"] = ["kite", "drum"]
+    try:
+        box = noun_box(build_demo(pipe))
+    finally:
+        del pipe.info["transfer_nouns"]
+    assert [c[0] for c in box["choices"]] == ["kite", "drum"] and box["value"] == "kite"
+
+
 def test_a_capped_machine_says_so_on_the_page(pipe, monkeypatch):
     from demo.ui import build_demo
 

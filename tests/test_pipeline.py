@@ -155,6 +155,26 @@ def test_save_load_round_trip_same_pixels(pipe, tmp_path):
     assert np.array_equal(pixels(pipe.transfer("awe", "cup", seed=2)), pixels(again.transfer("awe", "cup", seed=2)))
 
 
+def test_transfer_nouns_come_from_the_folder_else_the_neutral_objects(tiny_model_dir, tmp_path):
+    """A folder may list the objects its SD can draw (UniEmo-Tiny: its 16); they survive save/load, and the
+    empty-noun error names them. Without the key, EmoGen's neutral objects."""
+    import shutil
+
+    from uniemo.constants import NEUTRAL_NOUNS
+
+    assert UniEmoPipeline.from_pretrained(tiny_model_dir).transfer_nouns == NEUTRAL_NOUNS
+    listed = tmp_path / "listed"
+    shutil.copytree(tiny_model_dir, listed)
+    info = json.loads((listed / "uniemo.json").read_text())
+    (listed / "uniemo.json").write_text(json.dumps({**info, "transfer_nouns": ["kite", "drum"]}))
+    pipe = UniEmoPipeline.from_pretrained(listed)
+    assert pipe.transfer_nouns == ("kite", "drum")
+    with pytest.raises(ValueError, match="kite, drum"):
+        pipe.transfer("awe", "  ")
+    pipe.save_pretrained(tmp_path / "copy")
+    assert UniEmoPipeline.from_pretrained(tmp_path / "copy").transfer_nouns == ("kite", "drum")
+
+
 def test_loading_errors(tmp_path, tiny_model_dir):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         UniEmoPipeline.from_pretrained(tmp_path / "missing")

@@ -580,6 +580,8 @@ def main(argv: list[str] | None = None) -> dict:
     # and guides the condition less (4 rather than 7.5: the tiny SD draws its objects more faithfully)
     info["sampler"] = {"scheduler": "unipc", "num_inference_steps": 25, "guidance_scale": 7.5, "space_scale": 0.5,
                        "transfer_guidance_scale": 4.0, "noun_guidance_scale": 9.0}
+    # EmoShapes has no neutral objects and its SD knows no others: the demo's Transfer tab offers these
+    info["transfer_nouns"] = json.loads((out / "attributes.json").read_text())["objects"]
     info["base_models"] = {"clip": "clip/ (tiny CLIP pretrained on EmoShapes captions)",
                            "diffusion": "diffusion/ (tiny Stable Diffusion pretrained on EmoShapes captions)"}
     info["stage1"] = "train/tiny_world.py"

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uniemo.constants import PLACEHOLDER_TOKEN
+from uniemo.constants import NEUTRAL_NOUNS, PLACEHOLDER_TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +234,12 @@ class UniEmoPipeline:
         """Transfer's default guidance: the folder's ``transfer_guidance_scale``, else ``guidance_scale``."""
         return self.defaults.get("transfer_guidance_scale", self.defaults["guidance_scale"])
 
+    @property
+    def transfer_nouns(self) -> tuple[str, ...]:
+        """Objects to offer for ``transfer``: the folder's ``transfer_nouns`` (UniEmo-Tiny lists the 16 objects
+        its SD knows), else EmoGen's neutral objects for SD 1.5 (``NEUTRAL_NOUNS``). Any other noun is allowed."""
+        return tuple(self.info.get("transfer_nouns") or NEUTRAL_NOUNS)
+
     def set_scheduler(self, name: str) -> None:
         """Swap the sampler: ``unipc`` (official), ``ddim``, ``dpm++``, ``euler``, ``pndm``."""
         from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler,
@@ -343,7 +349,7 @@ class UniEmoPipeline:
 
     def _check_noun(self, noun: str) -> str:
         if not isinstance(noun, str) or not noun.strip():
-            raise ValueError("the noun is empty: give an object such as bench, book, cup, lamp, room, sofa, street")
+            raise ValueError(f"the noun is empty: give an object such as {', '.join(self.transfer_nouns)}")
         noun = " ".join(noun.split())
         if len(noun) > MAX_NOUN_CHARS:
             raise ValueError(f"the noun is {len(noun)} characters long; at most {MAX_NOUN_CHARS} are allowed")
