@@ -158,14 +158,14 @@ def check_emotion(pipe, emotion: Any) -> str:
     raise ValueError(f"unknown emotion {shown}; choose one of {', '.join(pipe.emotions)}")
 
 
-def check_noun(noun: Any) -> str:
-    """A neutral noun (or short phrase) with its whitespace collapsed.
+def check_noun(noun: Any, examples: tuple[str, ...] = NEUTRAL_NOUNS) -> str:
+    """A noun (or short phrase) with its whitespace collapsed; ``examples`` are named when it is empty.
 
     Raises:
         ValueError: for an empty, non-text or over-long noun.
     """
     if noun is None or (isinstance(noun, str) and not noun.strip()):
-        raise ValueError(f"the noun is empty: type an object, for example one of {', '.join(NEUTRAL_NOUNS)}")
+        raise ValueError(f"the noun is empty: type an object, for example one of {', '.join(examples)}")
     if not isinstance(noun, str):
         raise ValueError(f"the noun must be text, got {type(noun).__name__}")
     noun = " ".join(noun.split())
@@ -370,8 +370,8 @@ def transfer_images(pipe, emotion: Any, noun: Any, num_images: Any = 1, seed: An
     Args:
         pipe: a loaded ``UniEmoPipeline``.
         emotion: one of ``pipe.emotions``.
-        noun: a neutral object, e.g. one of ``NEUTRAL_NOUNS`` (bench, book, cup, lamp, room, sofa, street),
-            or any short text up to ``MAX_NOUN_CHARS`` characters.
+        noun: an object, e.g. one of ``pipe.transfer_nouns`` (for a full model EmoGen's neutral objects: bench,
+            book, cup, lamp, room, sofa, street), or any short text up to ``MAX_NOUN_CHARS`` characters.
         num_images, seed, steps, guidance, progress: as in ``generate_images``; ``guidance=None`` is the
             model's transfer guidance (``default_settings(pipe)["transfer_guidance_scale"]``).
 
@@ -379,7 +379,7 @@ def transfer_images(pipe, emotion: Any, noun: Any, num_images: Any = 1, seed: An
         ``(transferred, neutral)``: two galleries of ``(image, caption)``, pairwise with the same seeds.
     """
     emotion = check_emotion(pipe, emotion)
-    noun = check_noun(noun)
+    noun = check_noun(noun, pipe.transfer_nouns)
     num_images, seed, steps, guidance, size = _sampling(pipe, num_images, seed, steps, guidance,
                                                         "transfer_guidance_scale")
     counter = _StepCounter(progress, 2, steps)

@@ -32,6 +32,45 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 
+class TinyClipJudge:
+    """The tiny CLIP as a judge of generated images: their embeddings (for the emotion probe) and, zero-shot, the
+    object name whose text ``template.format(name)`` lies closest to each image."""
+
+    def __init__(self, clip_dir, objects, template: str):
+        import torch
+        import torch.nn.functional as F
+        from transformers import CLIPModel, CLIPTokenizer
+
+        from uniemo.constants import CLIP_MEAN, CLIP_STD
+
+        if "{}" not in template:
+            raise ValueError(f"the judge's template needs a {{}} for the object name, got {template!r}")
+        self.clip = CLIPModel.from_pretrained(clip_dir).eval()
+        self.size = self.clip.config.vision_config.image_size
+        self.mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        tokens = CLIPTokenizer.from_pretrained(clip_dir)([template.format(o.replace("_", " ")) for o in objects],
+                                                         padding=True, return_tensors="pt")
+        with torch.no_grad():
+            self.text = F.normalize(self.clip.get_text_features(**tokens).pooler_output, dim=-1)
+
+    def embed(self, images):
+        """L2-normalised CLIP image embeddings of PIL images, resized to the CLIP's input size."""
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        from uniemo.correlation import clip_image_embeddings
+
+        x = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((self.size, self.size),
+                         Image.BICUBIC)).copy()).permute(2, 0, 1) for im in images]).float() / 255
+        return clip_image_embeddings(self.clip, (x - self.mean) / self.std)
+
+    def __call__(self, images):
+        """The index of the object name the tiny CLIP finds closest to each image."""
+        return (self.embed(images) @ self.text.t()).argmax(1)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="assets/uniemo-tiny", help="the bundled model folder")
@@ -106,14 +145,10 @@ def update_readme(path: Path, body: str) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
-    import torch.nn.functional as F
-    from PIL import Image
-    from transformers import CLIPModel, CLIPTokenizer
 
     from eval import understanding as eval_understanding
     from uniemo import UniEmoPipeline
-    from uniemo.constants import CLIP_MEAN, CLIP_STD
-    from uniemo.correlation import EmotionProbe, clip_image_embeddings
+    from uniemo.correlation import EmotionProbe
     from uniemo.data import build_dataset
 
     model_dir = Path(args.model)
@@ -146,17 +181,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     clip_dir = Path(args.clip) if args.clip else model_dir / "clip"
     probe_dir = Path(args.probe) if args.probe else model_dir / "probe"
-    clip = CLIPModel.from_pretrained(clip_dir).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(clip_dir)
+    objects = list(pipe.attributes.objects)
+    judge = TinyClipJudge(clip_dir, objects, args.judge_template)
+    clip_embed = judge.embed
     probe = EmotionProbe.from_pretrained(probe_dir).eval()
-    size = clip.config.vision_config.image_size
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-
-    def clip_embed(images):
-        x = torch.stack([torch.from_numpy(__import__("numpy").asarray(im.convert("RGB").resize((size, size),
-                         Image.BICUBIC)).copy()).permute(2, 0, 1) for im in images]).float() / 255
-        return clip_image_embeddings(clip, (x - mean) / std)
 
     # 2. generated images recognised as their target emotion
     generated: dict[str, list] = {}
@@ -198,18 +226,6 @@ def main(argv: list[str] | None = None) -> dict:
     report["generation"]["reference_images_per_emotion"] = per_class
 
     # 3. transfer shows the requested object (tiny CLIP zero-shot over the object names)
-    objects = list(pipe.attributes.objects)
-    if "{}" not in args.judge_template:
-        raise ValueError(f"--judge-template needs a {{}} for the object name, got {args.judge_template!r}")
-    with torch.no_grad():
-        tokens = tokenizer([args.judge_template.format(o.replace("_", " ")) for o in objects], padding=True,
-                           return_tensors="pt")
-        text = F.normalize(clip.get_text_features(**tokens).pooler_output, dim=-1)
-
-    def judge(images) -> torch.Tensor:
-        """The index of the object name the tiny CLIP finds closest to each image."""
-        return (clip_embed(images) @ text.t()).argmax(1)
-
     judged_real = judge([r["pixel_values"] for r in real]).tolist()
     judge_on_real = sum(objects[p] in r["objects"] for p, r in zip(judged_real, real)) / len(real)
     # EmoShapes' rule decides an image's emotion from its scene and main object: an image that shows the noun can

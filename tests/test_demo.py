@@ -459,6 +459,8 @@ def test_transfer_tab_offers_the_models_nouns(pipe):
     pipe.info["transfer_nouns"] = ["kite", "drum"]
     try:
         box = noun_box(build_demo(pipe))
+        with pytest.raises(ValueError, match="one of kite, drum"):
+            handlers.transfer_images(pipe, "fear", " ", steps=STEPS)
     finally:
         del pipe.info["transfer_nouns"]
     assert [c[0] for c in box["choices"]] == ["kite", "drum"] and box["value"] == "kite"

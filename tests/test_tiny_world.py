@@ -66,28 +66,10 @@ def test_bundle_generates_its_emotions_and_transfers_its_nouns(bundle):
     a slice of it (64 transfer images at seed 100, four emotions per noun; 32 generations), so that a change
     which breaks what the bundle draws fails here.
     """
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image
-    from transformers import CLIPModel, CLIPTokenizer
+    from eval.tiny_report import TinyClipJudge
 
-    from uniemo.constants import CLIP_MEAN, CLIP_STD
-    from uniemo.correlation import clip_image_embeddings
-
-    clip = CLIPModel.from_pretrained(BUNDLE / "clip").eval()
-    tokenizer = CLIPTokenizer.from_pretrained(BUNDLE / "clip")
     objects = list(bundle.attributes.objects)
-    size = clip.config.vision_config.image_size
-    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        text = F.normalize(clip.get_text_features(**tokenizer([f"a {o}" for o in objects], padding=True,
-                                                               return_tensors="pt")).pooler_output, dim=-1)
-
-    def judge(images):
-        x = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC)).copy())
-                         .permute(2, 0, 1) for im in images]).float() / 255
-        with torch.no_grad():
-            return (clip_image_embeddings(clip, (x - mean) / std) @ text.t()).argmax(1)
+    judge = TinyClipJudge(BUNDLE / "clip", objects, "a {}")  # the report's judge and template
 
     noun_hits = 0
     for i, noun in enumerate(objects):  # half the emotions per noun, alternating, so every pair's half is covered
@@ -109,11 +91,10 @@ def test_report_numbers_are_recorded():
         assert 0.0 <= report["generation"][key] <= 1.0
     # what issue 4 asks of the bundle: generations recognised as their emotion by both judges, transfer showing
     # the noun, each measured on the seeds the report names
-    generation = report["generation"]
+    generation, transfer = report["generation"], report["transfer"]
     assert min(generation["recognised_by_classifier"], generation["recognised_by_probe"]) >= 0.4
-    assert report["generation"]["per_emotion"] >= 16
-    assert report["transfer"]["object_recognised"] >= 0.5
-    transfer = report["transfer"]
+    assert generation["per_emotion"] >= 16
+    assert transfer["object_recognised"] >= 0.5
     for key in ("object_recognised", "neutral_object_recognised", "emotion_recognised_by_classifier",
                 "emotion_recognised_where_the_rule_allows_it", "emotion_recognised_where_the_rule_forbids_it"):
         assert 0.0 <= transfer[key] <= 1.0
