@@ -486,7 +486,8 @@ class TrainingRig:
         import torch
         from diffusers import DDPMScheduler
 
-        from train.joint import Config, UnderstandingAndFusion, build_optimizer, set_trainable
+        from train.joint import Config
+        from uniemo.training.stage2 import UnderstandingAndFusion, build_optimizer, set_trainable
         from uniemo.classifier import EmoClassifierConfig
         from uniemo.diffusion import TinySDConfig, build_tiny_stable_diffusion
 
@@ -535,7 +536,7 @@ class TrainingRig:
         """One joint step as in ``train/joint.py``: loss terms, backward, clipping, AdamW, zero_grad."""
         import torch
 
-        from train.joint import joint_step
+        from uniemo.training.stage2 import joint_step
         from uniemo.losses import weighted_sum
 
         loss_cfg = self.cfg.loss

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="images per pipeline call (1-16)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--overwrite", action="store_true", help="regenerate images that already exist")
+    parser.add_argument("--safety-checker", action="store_true",
+                        help="run Stable Diffusion's safety checker (off by default, as in the authors' evaluation); "
+                             "flagged images are marked nsfw in the manifest and left out of eval/score.py")
     return parser
 
 
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.time()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    pipe = UniEmoPipeline.from_pretrained(args.model, device=device)
+    pipe = UniEmoPipeline.from_pretrained(args.model, device=device, safety_checker=args.safety_checker)
     # Unset sampler flags take the pipeline's defaults (the official ones unless the model folder names its own)
     scheduler = args.scheduler or pipe.defaults["scheduler"]
     pipe.set_scheduler(scheduler)
@@ -231,11 +234,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plan = plan_images(emotions, chosen, args.per_emotion, args.seed, nouns, pairs, weights)
     todo = [r for r in plan if args.overwrite or not (out / r["path"]).is_file()]
     progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc="generate", unit="img")
+    flagged: dict[str, bool] = {}  # the safety checker's verdicts on this run's images (when it ran)
     for batch in batches_of(todo, args.batch_size):
         for record, image in zip(batch, render(pipe, batch, settings)):
             path = out / record["path"]
             path.parent.mkdir(parents=True, exist_ok=True)
             image.save(path)
+            if "nsfw" in image.info:
+                flagged[record["path"]] = image.info["nsfw"]
         progress.update(len(batch))
     progress.close()
 
@@ -243,7 +249,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     manifest = _read_manifest(out / MANIFEST_NAME)
     image_settings = {k: settings[k] for k in PINNED_SETTINGS if k != "seed"}
     for record in plan:
+        previous = manifest.get(record["path"], {})
         manifest[record["path"]] = {**record, "settings": image_settings}
+        nsfw = flagged.get(record["path"], None if record["path"] in flagged or args.overwrite else previous.get("nsfw"))
+        if nsfw is not None:
+            manifest[record["path"]]["nsfw"] = nsfw
     (out / MANIFEST_NAME).write_text("".join(json.dumps(r) + "\n" for r in manifest.values()))
     counts: dict[str, int] = {}
     for record in manifest.values():
@@ -259,6 +269,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "fusion_pairs": sorted({"+".join(r["emotions"]) for r in manifest.values() if r["kind"] == "fusion"}),
         "fusion_weights": sorted({r["weight"] for r in manifest.values() if r["kind"] == "fusion"}),
         "counts": counts,
+        "safety_checker": args.safety_checker,
+        "flagged_nsfw": sum(bool(r.get("nsfw")) for r in manifest.values()),
         "generated_now": len(todo),
         "device": device,
         "seconds": round(time.time() - t0, 2),

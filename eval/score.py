@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_generated(folder: Path, kind: str) -> tuple[list[str], list[str], list[int], dict[str, Any]]:
-    """The images of ``kind`` in a generate.py folder.
+    """The images of ``kind`` in a generate.py folder, less those the safety checker flagged (blacked out, they
+    would bias every score; their number is ``info["excluded_nsfw"]``).
 
     Returns:
         (emotions, paths, labels (index into emotions), generation info (``{}`` without generation.json))
@@ -140,6 +141,10 @@ def read_generated(folder: Path, kind: str) -> tuple[list[str], list[str], list[
     records = [r for r in read_manifest(folder) if r.get("kind", "generate") == kind]
     if not records:
         raise ValueError(f"{folder}/manifest.jsonl lists no image of kind {kind!r}")
+    info = {**info, "excluded_nsfw": sum(bool(r.get("nsfw")) for r in records)}
+    records = [r for r in records if not r.get("nsfw")]
+    if not records:
+        raise ValueError(f"every image of kind {kind!r} in {folder} was flagged by the safety checker")
     emotions = list(info.get("emotions") or dict.fromkeys(r["emotion"] for r in records))
     missing = [r["path"] for r in records if not os.path.isfile(r["path"])]
     if missing:
@@ -496,6 +501,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "kind": args.kind,
         "model": model_dir,
         "generation_settings": info.get("settings"),
+        "excluded_nsfw": info["excluded_nsfw"],  # images flagged by the safety checker, left out of every score
         "emotions": emotions,
         "num_images": {e: int((labels_t == i).sum()) for i, e in enumerate(emotions) if bool((labels_t == i).any())},
         "protocol": {"name": "emogen-compat" if args.emogen_compat else "corrected",

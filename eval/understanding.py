@@ -400,7 +400,7 @@ def _make_accelerator(device: str):
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
-    from train.understanding import cpu_processes
+    from uniemo.training.utils import cpu_processes
 
     return Accelerator(cpu=device == "cpu" or (device == "auto" and cpu_processes()))
 

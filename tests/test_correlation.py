@@ -350,7 +350,7 @@ def test_tiny_probe_clip_shares_stage1_text_space():
     text embeddings live where the tiny classifier's W_S / W_O point."""
     from train.probe import ModelConfig, build_clip
     from train.understanding import ModelConfig as UnderstandingModelConfig
-    from train.understanding import build_classifier
+    from uniemo.training.stage1 import build_classifier
     from uniemo.clip import AttributeTextEncoder
 
     clip_model, tokenizer = build_clip(ModelConfig(clip=None, preset="tiny"))

@@ -75,24 +75,25 @@ def test_joint_step_keeps_generated_rows_out_of_the_generation_losses(learnable_
     import diffusers
 
     from train import joint
+    from uniemo.training import stage2
     from uniemo.data import build_dataset
 
     cfg = joint.parse_config(joint.Config, ["--preset", "tiny", f"data.root={learnable_emoset}",
                                             f"model.stage1={tiny_stage1_dir}", f"model.diffusion={tiny_sd_dir}",
                                             f"model.correlation={tiny_correlation_dir}", f"out_dir={tmp_path}"],
                              presets=joint.PRESETS)
-    classifier, attributes, correlation, fusion, pipe, pid = joint.load_components(cfg, "cpu")
-    joint.set_trainable(classifier, fusion, pipe.unet, cfg.model)
-    models = {"joint": joint.UnderstandingAndFusion(classifier, fusion, correlation).eval(), "vae": pipe.vae,
+    classifier, attributes, correlation, fusion, pipe, pid = stage2.load_components(cfg, "cpu")
+    stage2.set_trainable(classifier, fusion, pipe.unet, cfg.model)
+    models = {"joint": stage2.UnderstandingAndFusion(classifier, fusion, correlation).eval(), "vae": pipe.vae,
               "unet": pipe.unet, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
               "noise_scheduler": diffusers.DDPMScheduler.from_config(pipe.scheduler.config), "placeholder_id": pid,
               "attributes": attributes, "weight_dtype": torch.float32, "prompt": "<emotion>"}
-    ds = build_dataset("emoset", learnable_emoset, "train", joint.JointTransform(32, False))
+    ds = build_dataset("emoset", learnable_emoset, "train", stage2.JointTransform(32, False))
     batch = collate_records([ds[i] for i in (0, 30, 60, 90)])
 
     def terms(b):
         torch.manual_seed(0)  # the VAE's latent sample draws from the global RNG
-        out = joint.joint_step(models, b, cfg, torch.Generator().manual_seed(0))
+        out = stage2.joint_step(models, b, cfg, torch.Generator().manual_seed(0))
         return {k: f().item() for k, f in out.items()}
 
     # rows 1 and 3 play generated images: flagged, and without attributes like every generated record
@@ -114,6 +115,7 @@ def test_joint_step_keeps_generated_rows_out_of_the_generation_losses(learnable_
 def test_feedback_round_then_joint_continues_on_the_mix(tiny_model_dir, tiny_correlation_dir, learnable_emoset,
                                                         tmp_path):
     from train import feedback, joint
+    from uniemo.training import stage2
 
     out = tmp_path / "round"
     summary = feedback.main(["--preset", "tiny", f"model={tiny_model_dir}", f"probe={tiny_correlation_dir}",
@@ -146,7 +148,7 @@ def test_feedback_round_then_joint_continues_on_the_mix(tiny_model_dir, tiny_cor
     assert (run / "final" / "uniemo.json").is_file()
     # the mappers started from the model's own, not from a fresh init
     cfg = joint.parse_config(joint.Config, common + [f"out_dir={run}"], presets=joint.PRESETS)
-    fusion = joint.load_components(cfg, "cpu")[3]
+    fusion = stage2.load_components(cfg, "cpu")[3]
     from uniemo.fusion import EmoFusion
 
     reference = EmoFusion.from_pretrained(tiny_model_dir / "fusion")

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from train import joint
+from uniemo.training import stage2
 from uniemo.emotion_space import EmotionSpace
 from conftest import run_torchrun
 
@@ -19,17 +20,17 @@ def _setup(learnable_emoset, tiny_stage1_dir, tiny_sd_dir, tiny_correlation_dir,
                                             f"model.stage1={tiny_stage1_dir}", f"model.diffusion={tiny_sd_dir}",
                                             f"model.correlation={tiny_correlation_dir}", f"out_dir={tmp_path}",
                                             *extra], presets=joint.PRESETS)
-    classifier, attributes, correlation, fusion, pipe, pid = joint.load_components(cfg, "cpu")
+    classifier, attributes, correlation, fusion, pipe, pid = stage2.load_components(cfg, "cpu")
     pipe.vae.requires_grad_(False)
     pipe.text_encoder.requires_grad_(False)
-    joint.set_trainable(classifier, fusion, pipe.unet, cfg.model)
-    models = {"joint": joint.UnderstandingAndFusion(classifier, fusion, correlation), "vae": pipe.vae,
+    stage2.set_trainable(classifier, fusion, pipe.unet, cfg.model)
+    models = {"joint": stage2.UnderstandingAndFusion(classifier, fusion, correlation), "vae": pipe.vae,
               "unet": pipe.unet, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
               "noise_scheduler": __import__("diffusers").DDPMScheduler.from_config(pipe.scheduler.config),
               "placeholder_id": pid, "attributes": attributes, "weight_dtype": torch.float32, "prompt": "<emotion>"}
     from uniemo.data import build_dataset, collate_records
 
-    ds = build_dataset("emoset", learnable_emoset, "train", joint.JointTransform(32, True))
+    ds = build_dataset("emoset", learnable_emoset, "train", stage2.JointTransform(32, True))
     batch = collate_records([ds[i] for i in range(0, 40, 10)])
     return cfg, models, batch, pipe
 
@@ -37,7 +38,7 @@ def _setup(learnable_emoset, tiny_stage1_dir, tiny_sd_dir, tiny_correlation_dir,
 def test_diffusion_gradient_reaches_mappers_queries_and_blocks_only(learnable_emoset, tiny_stage1_dir, tiny_sd_dir,
                                                                     tiny_correlation_dir, tmp_path):
     cfg, models, batch, pipe = _setup(learnable_emoset, tiny_stage1_dir, tiny_sd_dir, tiny_correlation_dir, tmp_path)
-    terms = joint.joint_step(models, batch, cfg, torch.Generator().manual_seed(0))
+    terms = stage2.joint_step(models, batch, cfg, torch.Generator().manual_seed(0))
     terms["diffusion"]().backward()  # the diffusion loss alone
     inner = models["joint"]
     clf, fusion = inner.classifier, inner.fusion
@@ -58,7 +59,7 @@ def test_diffusion_gradient_reaches_mappers_queries_and_blocks_only(learnable_em
 def test_all_terms_finite_and_condition_head_learns(learnable_emoset, tiny_stage1_dir, tiny_sd_dir,
                                                     tiny_correlation_dir, tmp_path):
     cfg, models, batch, _ = _setup(learnable_emoset, tiny_stage1_dir, tiny_sd_dir, tiny_correlation_dir, tmp_path)
-    terms = joint.joint_step(models, batch, cfg, torch.Generator().manual_seed(0))
+    terms = stage2.joint_step(models, batch, cfg, torch.Generator().manual_seed(0))
     values = {k: f() for k, f in terms.items()}
     assert all(torch.isfinite(v) for v in values.values()), values
     values["condition"].backward()
@@ -139,6 +140,6 @@ def test_object_prompts_put_the_noun_after_the_placeholder(learnable_emoset, tin
         return original(text_encoder, tokenizer, condition, prompts, placeholder_id)
 
     monkeypatch.setattr(uniemo.diffusion, "encode_condition", spy)
-    value = joint.joint_step(models, batch, cfg, torch.Generator().manual_seed(0))["diffusion"]()
+    value = stage2.joint_step(models, batch, cfg, torch.Generator().manual_seed(0))["diffusion"]()
     assert torch.isfinite(value)
     assert seen[0] == [f"<emotion> {objs[0]}" for objs in batch["objects"]]

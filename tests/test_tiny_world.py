@@ -164,7 +164,7 @@ RECORD = {"scene": "night_city", "objects": ["balloon", "apple_pie"], "caption":
 
 
 def test_caption_variants_by_hand():
-    from train.tiny_world import caption_variant
+    from uniemo.training.tiny_pretrain import caption_variant
 
     assert caption_variant(RECORD, "caption") == RECORD["caption"]
     assert caption_variant(RECORD, "scene") == "night city"
@@ -176,7 +176,7 @@ def test_caption_variants_by_hand():
 
 
 def test_describes_marks_every_true_text_as_a_positive():
-    from train.tiny_world import describes
+    from uniemo.training.tiny_pretrain import describes
 
     assert describes("caption", RECORD["caption"], RECORD)
     assert not describes("caption", "a balloon in a night city", RECORD)  # a caption names all the objects
@@ -188,7 +188,7 @@ def test_describes_marks_every_true_text_as_a_positive():
 def test_sample_texts_follows_the_mix():
     import torch
 
-    from train.tiny_world import TEXT_KINDS, sample_texts
+    from uniemo.training.tiny_pretrain import TEXT_KINDS, sample_texts
 
     idx = torch.zeros(4000, dtype=torch.long)
     texts = sample_texts([RECORD], idx, (0.5, 0.0, 0.25, 0.25), torch.Generator().manual_seed(0))

@@ -97,7 +97,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path, learnable_emoset)
 
 def test_freeze_gradless_freezes_what_no_loss_reaches(tiny_classifier):
     """L_S alone reaches neither the object branch nor the head; the probe leaves the random state as it was."""
-    from train.understanding import freeze_gradless
+    from uniemo.training.utils import freeze_gradless
 
     model = tiny_classifier
     x = torch.randn(2, 3, model.config.image_size, model.config.image_size)

@@ -20,7 +20,7 @@ losses only):
         model.correlation=runs/joint-tiny/final model.diffusion=runs/joint-tiny/final/diffusion \
         data.root=DATA feedback.manifest=runs/fb1/manifest.jsonl feedback.proportion=0.2 out_dir=runs/joint-fb1
 
-Real path (GPU): ``python train/feedback.py model=runs/joint/final probe=runs/probe-vit-l-14 per_emotion=1000
+Real path (GPU): ``python train/feedback.py model=runs/joint-emoset-sd15/final probe=runs/probe-emoset-vit-l-14 per_emotion=1000
 device=cuda out_dir=runs/feedback-1``.
 """
 

@@ -36,8 +36,9 @@ import logging  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-from train.understanding import DataConfig  # noqa: E402  (the same data options as stages 1 and 2)
 from uniemo.config import parse_config, save_config  # noqa: E402
+from uniemo.training.checks import check_probe_inputs, clip_identity  # noqa: E402
+from uniemo.training.data_config import DataConfig  # noqa: E402  (the same data options as stages 1 and 2)
 
 logger = logging.getLogger("uniemo.train.probe")
 PRESETS = {p.stem.replace("probe_", ""): p for p in (Path(__file__).parent / "configs").glob("probe_*.yaml")}
@@ -150,7 +151,7 @@ def embed_split(clip_model, dataset, batch_size: int, num_workers: int, device, 
 
 def main(argv: list[str] | None = None) -> dict:
     """Train the probe, build the α table, write the run folder. Returns the metrics (also metrics.json)."""
-    cfg = parse_config(Config, argv, presets=PRESETS, description=__doc__)
+    cfg = parse_config(Config, argv, presets=PRESETS, description=__doc__, checks=[check_probe_inputs])
 
     import torch
 
@@ -246,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     metrics["seconds"] = round(time.time() - t0, 2)
     # an empty validation split gives a NaN accuracy, which strict JSON cannot hold
     metrics = {k: None if isinstance(v, float) and v != v else v for k, v in metrics.items()}
+    # stage 2 checks that its stage 1 used this same CLIP (train/joint.py, before loading anything)
+    metrics["clip_identity"] = clip_identity(cfg.model.clip, cfg.model.preset)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

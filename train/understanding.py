@@ -24,38 +24,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
 from uniemo.config import parse_config, save_config  # noqa: E402
+from uniemo.training.checks import check_stage1_inputs, clip_identity  # noqa: E402
+from uniemo.training.data_config import DataConfig  # noqa: E402
 
 logger = logging.getLogger("uniemo.train.understanding")
 PRESETS = {p.stem.replace("understanding_", ""): p
            for p in (Path(__file__).parent / "configs").glob("understanding_*.yaml")}
-FORMAT_VERSION = 1
-
-
-@dataclass
-class DataConfig:
-    dataset: str = "emoset"  # emoset | emoshapes | fi | emotionroi | twitter1 | twitter2 | folder
-    root: str = ""  # dataset folder
-    train_split: str = "train"
-    val_split: str | None = "val"  # model selection in stages 1-2 (never test); train/probe.py: null skips it
-    fold: int = 0  # twitter1/2: which of the 5 folds is held out
-    num_classes: int = 8  # emoset/emoshapes: 8, or 2 for the sentiment collapse
-    skip_unreadable: bool = False  # false: fail on the first unreadable image (with its path); true: skip, count
-    num_workers: int = 4
-    max_train_samples: int | None = None  # debug: a prefix of the training split
 
 
 @dataclass
@@ -75,6 +57,7 @@ class LossConfig:
     emotion: float = 0.5  # λ3 (official 0.9)
     temperature: float = 0.07  # τ of Eq. 4
     symmetric: bool = False  # official: symmetric CLIP loss
+    released_masking: bool = False  # official: missing attributes' dummy texts and duplicates stay negatives
 
 
 @dataclass
@@ -106,7 +89,7 @@ class Config:
     checkpoint_every: int | None = None  # steps; null = once per epoch
     checkpoints_total_limit: int = 2
     log_every: int = 10
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    mixed_precision: str | None = None  # no | fp16 | bf16; null: the launcher's (accelerate launch --mixed_precision)
     resume: str | None = None  # a checkpoint folder, or "latest"
     eval_batch_size: int = 64
 
@@ -115,181 +98,11 @@ class Config:
             raise ValueError("data.val_split is required: stage 1 selects its model on it (EmotionROI / Twitter: test)")
         if self.batch_size < 1 or self.grad_accum_steps < 1:
             raise ValueError("batch_size and grad_accum_steps must be >= 1")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be no, fp16, bf16 or null (the launcher's), "
+                             f"got {self.mixed_precision!r}")
         if self.model.variant not in ("paper", "official"):
             raise ValueError(f"model.variant must be paper or official, got {self.model.variant!r}")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# helpers used by this script (and by train/joint.py for the shared setup)
-
-
-def build_classifier(cfg: ModelConfig, emotions: tuple[str, ...]):
-    """The classifier and the frozen CLIP (for the text tower), following ``cfg``.
-
-    Returns:
-        (classifier, clip_model, clip_tokenizer)
-    """
-    from uniemo.classifier import EmoClassifier, EmoClassifierConfig
-    from uniemo.clip import build_tiny_clip, classifier_config_from_clip, init_from_clip, load_clip
-
-    overrides = dict(cfg.overrides)
-    if cfg.variant == "official":
-        overrides = {**dict(interactive_layers=1, interactive_kv="cls_patch", use_beta=False,
-                            learnable_proj=False), **overrides}
-    overrides.setdefault("variant", cfg.variant)
-    overrides.setdefault("emotions", tuple(emotions))
-    try:
-        if cfg.clip is None:
-            arch = EmoClassifierConfig.from_preset(cfg.preset, **overrides)
-            clip_model, tokenizer = build_tiny_clip(
-                image_size=arch.image_size, patch_size=arch.patch_size, width=arch.width, layers=arch.layers,
-                heads=arch.heads, proj_dim=arch.proj_dim,
-            )
-            clip_model.eval().requires_grad_(False)
-        else:
-            clip_model, tokenizer = load_clip(cfg.clip)
-            overrides.setdefault("preset", cfg.preset)
-            overrides.setdefault("proj_dim", clip_model.config.projection_dim)
-            arch = classifier_config_from_clip(clip_model.config.vision_config, **overrides)
-    except TypeError as e:  # an unknown override key
-        valid = ", ".join(f.name for f in dataclasses.fields(EmoClassifierConfig))
-        raise ValueError(f"bad model.overrides ({e}); valid keys: {valid}") from None
-    if cfg.init_classifier:
-        classifier = EmoClassifier.from_pretrained(cfg.init_classifier)
-    else:
-        classifier = EmoClassifier(arch)
-        if cfg.clip is not None:
-            init_from_clip(classifier, clip_model.vision_model)
-    if cfg.freeze_backbone:
-        for _, p in classifier.parameter_groups()["backbone"]:
-            p.requires_grad_(False)
-    return classifier, clip_model, tokenizer
-
-
-def cpu_processes() -> bool:
-    """True when this is one of several processes (``torchrun``, ``accelerate launch``) on a machine without CUDA.
-
-    accelerate forms a gloo process group on the CPU only when told ``cpu=True`` (``accelerate launch --cpu``
-    says so through ``ACCELERATE_USE_CPU``; ``torchrun`` does not). Without it every process would train the
-    whole run alone and all of them would write the same run folder.
-    """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-
-
-def freeze_gradless(modules: dict, loss_fn) -> list[str]:
-    """Freeze the trainable parameters that one evaluation of ``loss_fn()`` leaves without a gradient.
-
-    Used before DDP wraps the model (several processes only): DDP runs here with ``find_unused_parameters``
-    off, because the expert projections are applied outside the wrapped ``forward``, which its search for
-    unused parameters does not allow; so every trainable parameter must get a gradient at every step. A loss
-    weighted 0 can leave whole branches without one (L_S alone never reaches the object queries or the
-    head). Such parameters would never change anyway, so freezing them changes nothing. The probe restores
-    the CPU random state and discards its gradients.
-
-    Args:
-        modules: name -> module whose parameters are checked.
-        loss_fn: zero-argument callable returning the training loss of one batch.
-    Returns:
-        the frozen parameters, as "module.parameter" names.
-    """
-    with torch.random.fork_rng(devices=[]):
-        loss_fn().backward()
-    frozen = []
-    for prefix, module in modules.items():
-        for name, p in module.named_parameters():
-            if p.requires_grad and p.grad is None:
-                p.requires_grad_(False)
-                frozen.append(f"{prefix}.{name}")
-        module.zero_grad(set_to_none=True)
-    return frozen
-
-
-def build_optimizer(classifier, optim: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, one group per (module group, decay / no decay)."""
-    lrs = {"backbone": optim.lr_backbone, "queries": optim.lr_queries,
-           "projections": optim.lr_projections, "head": optim.lr_head}
-    groups = []
-    for group, named in classifier.parameter_groups().items():
-        decay = [p for n, p in named if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for n, p in named if p.requires_grad and p.ndim < 2]
-        for params, wd in ((decay, optim.weight_decay), (no_decay, 0.0)):
-            if params:
-                groups.append({"params": params, "lr": lrs[group], "weight_decay": wd, "name": group})
-    return torch.optim.AdamW(groups, betas=tuple(optim.betas))
-
-
-def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
-    """Linear warmup then a single cosine decay over the whole run (not the official 64-step cycle)."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def understanding_losses(model, batch, targets, loss_cfg: LossConfig, generator, device):
-    """The stage-1 loss terms as zero-argument callables (so weight-0 terms are never computed)."""
-    from uniemo.losses import emotion_ce_loss, expert_contrastive_loss
-
-    out = model(batch["pixel_values"].to(device))
-    labels = batch["labels"].to(device)
-    scene_ids, object_ids, scene_text, object_text = targets.batch(
-        batch["scene"], batch["objects"], generator, device)
-    unwrapped = getattr(model, "module", model)
-    projected: dict = {}
-
-    def project():
-        if not projected:
-            projected["s"], projected["o"] = unwrapped.project_queries(out)
-        return projected["s"], projected["o"]
-
-    terms = {
-        "emotion": lambda: emotion_ce_loss(out.logits, labels),
-        "scene": lambda: expert_contrastive_loss(project()[0], scene_text.to(out.logits.dtype), scene_ids,
-                                                 loss_cfg.temperature, loss_cfg.symmetric),
-        "object": lambda: expert_contrastive_loss(project()[1], object_text.to(out.logits.dtype), object_ids,
-                                                  loss_cfg.temperature, loss_cfg.symmetric),
-    }
-    return out, terms
-
-
-@torch.no_grad()
-def predict(model, loader, accelerator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels over a (prepared) loader, gathered across processes."""
-    model.eval()
-    all_logits, all_labels = [], []
-    for batch in loader:
-        if batch is None:
-            continue
-        with accelerator.autocast():
-            logits = model(batch["pixel_values"]).logits.float()
-        logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
-        all_logits.append(logits.cpu())
-        all_labels.append(labels.cpu())
-    model.train()
-    if not all_logits:
-        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(all_logits), torch.cat(all_labels)
-
-
-def write_model_folder(out: Path, classifier, extra: dict, attributes) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    classifier.save_pretrained(out / "classifier")
-    attributes.save(out)
-    (out / "uniemo.json").write_text(json.dumps({
-        "format_version": FORMAT_VERSION, "stage": "understanding",
-        "emotions": list(classifier.config.emotions), "components": ["classifier"], **extra,
-    }, indent=2) + "\n")
-
-
-def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return found[-1] if found else None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -297,8 +110,10 @@ def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run stage 1. Returns the final metrics (also written to metrics.jsonl)."""
-    cfg = parse_config(Config, argv, presets=PRESETS, description=__doc__)
+    cfg = parse_config(Config, argv, presets=PRESETS, description=__doc__, checks=[check_stage1_inputs])
 
+    # Heavy imports only now, so that --help and a bad config answer at once.
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -309,9 +124,15 @@ def main(argv: list[str] | None = None) -> dict:
     from uniemo.constants import LABEL_SPACES
     from uniemo.data import build_dataset, build_transform, collate_records
     from uniemo.data.sampler import EpochSampler, SeededAugmentation
-    from uniemo.losses import weighted_sum
+    from torch.utils.data import DataLoader
 
-    accelerator = Accelerator(cpu=cpu_processes(), mixed_precision=cfg.mixed_precision,
+    from uniemo.losses import weighted_sum
+    from uniemo.training.stage1 import (build_classifier, build_optimizer, predict, understanding_losses,
+                                        write_model_folder)
+    from uniemo.training.utils import cosine_with_warmup, cpu_processes, freeze_gradless, latest_checkpoint, \
+        mixed_precision_setting
+
+    accelerator = Accelerator(cpu=cpu_processes(), mixed_precision=mixed_precision_setting(cfg.mixed_precision),
                               gradient_accumulation_steps=cfg.grad_accum_steps, step_scheduler_with_optimizer=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -390,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     step, best = 0, {"top1": -1.0, "step": 0}
     ckpt_dir = out_dir / "checkpoints"
     if cfg.resume:
-        resume_dir = _latest_checkpoint(ckpt_dir) if cfg.resume == "latest" else Path(cfg.resume)
+        resume_dir = latest_checkpoint(ckpt_dir) if cfg.resume == "latest" else Path(cfg.resume)
         if resume_dir is None or not resume_dir.is_dir():
             raise FileNotFoundError(f"no checkpoint to resume from at {cfg.resume!r} (looked in {ckpt_dir})")
         accelerator.load_state(str(resume_dir))
@@ -478,14 +299,16 @@ def main(argv: list[str] | None = None) -> dict:
     # Final model folder: the best-on-val classifier, the attribute vocabulary, a descriptor
     accelerator.wait_for_everyone()
     final = {"best_val_top1": best["top1"], "best_step": best["step"], "steps": step,
-             "skipped_images": skipped, "num_processes": accelerator.num_processes}
+             "skipped_images": skipped, "num_processes": accelerator.num_processes,
+             "mixed_precision": accelerator.mixed_precision}
     if accelerator.is_main_process:
         best_dir = out_dir / "best" / "classifier"
         from uniemo.classifier import EmoClassifier
 
         chosen = EmoClassifier.from_pretrained(best_dir) if best_dir.is_dir() else accelerator.unwrap_model(model)
         write_model_folder(out_dir / "final", chosen,
-                           {"clip": cfg.model.clip, "dataset": cfg.data.dataset, **extra, **final},
+                           {"clip": cfg.model.clip, "clip_identity": clip_identity(cfg.model.clip, cfg.model.preset),
+                            "dataset": cfg.data.dataset, **extra, **final},
                            targets)
         log({"step": step, "final": final})
     accelerator.end_training()

@@ -24,11 +24,18 @@ class AttributeTargets:
     Args:
         scenes, objects: the vocabularies (any order; ids are list positions).
         scene_embeds, object_embeds: (S, E), (O, E) L2-normalised CLIP text embeddings.
+        dummy_embeds: optional (2, E) embeddings of the literal texts ``"scene"`` and ``"object"``, which the
+            released code gives an image without that attribute; used only with released masking
+            (``batch(..., dummy=True)``).
     """
 
-    def __init__(self, scenes: list[str], objects: list[str], scene_embeds: Tensor, object_embeds: Tensor):
+    DUMMY_TEXTS = ("scene", "object")
+
+    def __init__(self, scenes: list[str], objects: list[str], scene_embeds: Tensor, object_embeds: Tensor,
+                 dummy_embeds: Tensor | None = None):
         if len(scenes) != len(scene_embeds) or len(objects) != len(object_embeds):
             raise ValueError("one text embedding per attribute name is required")
+        self.dummy_embeds = None if dummy_embeds is None else dummy_embeds.float()
         self.scenes, self.objects = list(scenes), list(objects)
         self.scene_index = {s: i for i, s in enumerate(self.scenes)}
         self.object_index = {o: i for i, o in enumerate(self.objects)}
@@ -37,14 +44,19 @@ class AttributeTargets:
     @classmethod
     def from_text_encoder(cls, scenes: list[str], objects: list[str], text_encoder) -> AttributeTargets:
         """``text_encoder``: a ``uniemo.clip.AttributeTextEncoder`` (the frozen CLIP text tower)."""
-        return cls(scenes, objects, text_encoder.embed(list(scenes)), text_encoder.embed(list(objects)))
+        return cls(scenes, objects, text_encoder.embed(list(scenes)), text_encoder.embed(list(objects)),
+                   text_encoder.embed(list(cls.DUMMY_TEXTS)))
 
     @property
     def embed_dim(self) -> int:
         return self.scene_embeds.shape[1]
 
-    def batch(self, scenes: list, objects: list[list[str]], generator: torch.Generator, device):
+    def batch(self, scenes: list, objects: list[list[str]], generator: torch.Generator, device, dummy: bool = False):
         """Scene ids, one sampled object id per row (-1 where missing), and their text embeddings.
+
+        ``dummy``: a missing row's text is the embedding of ``"scene"`` / ``"object"`` (the released code's
+        stand-ins, which stay in the other rows' softmax as negatives under released masking); otherwise any
+        row's embedding (the default loss never reads it).
 
         Returns:
             scene_ids (B,), object_ids (B,), scene_text (B, E), object_text (B, E)
@@ -59,6 +71,12 @@ class AttributeTargets:
         E = self.embed_dim
         scene_text = self.scene_embeds[scene_ids.clamp_min(0)] if self.scenes else torch.zeros(len(scenes), E)
         object_text = self.object_embeds[object_ids.clamp_min(0)] if self.objects else torch.zeros(len(objects), E)
+        if dummy:
+            if self.dummy_embeds is None:
+                raise ValueError("released masking needs the embeddings of the texts 'scene' and 'object', which "
+                                 "this attribute base lacks (it was saved by an older UniEmo): retrain stage 1")
+            scene_text = torch.where((scene_ids < 0)[:, None], self.dummy_embeds[0], scene_text)
+            object_text = torch.where((object_ids < 0)[:, None], self.dummy_embeds[1], object_text)
         return scene_ids.to(device), object_ids.to(device), scene_text.to(device), object_text.to(device)
 
     def nearest(self, points: Tensor, kind: str, k: int = 3) -> list[list[tuple[str, float]]]:
@@ -75,8 +93,10 @@ class AttributeTargets:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "attributes.json").write_text(
             json.dumps({"scenes": self.scenes, "objects": self.objects}, indent=1) + "\n")
-        save_state_dict({"scene_embeds": self.scene_embeds, "object_embeds": self.object_embeds},
-                        directory / "attributes.safetensors")
+        tensors = {"scene_embeds": self.scene_embeds, "object_embeds": self.object_embeds}
+        if self.dummy_embeds is not None:
+            tensors["dummy_embeds"] = self.dummy_embeds
+        save_state_dict(tensors, directory / "attributes.safetensors")
 
     @classmethod
     def load(cls, directory: str | Path) -> AttributeTargets:
@@ -87,4 +107,4 @@ class AttributeTargets:
                 raise FileNotFoundError(f"no {path.name} in {str(directory)!r} (written by train/understanding.py)")
         data = json.loads(names.read_text())
         t = load_file(str(tensors))
-        return cls(data["scenes"], data["objects"], t["scene_embeds"], t["object_embeds"])
+        return cls(data["scenes"], data["objects"], t["scene_embeds"], t["object_embeds"], t.get("dummy_embeds"))

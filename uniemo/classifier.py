@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from uniemo.checkpoint import PretrainedMixin
 from uniemo.constants import CLIP_MEAN, CLIP_STD, EMOTIONS
@@ -196,10 +197,17 @@ class ResidualAttentionBlock(nn.Module):
         self.attn = SelfAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width, eps=eps)
         self.mlp = MLP(width, int(width * mlp_ratio))
+        self.grad_checkpointing = False  # EmoClassifier.set_grad_checkpointing
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            # keep only the block's input; recompute its activations in backward
+            return checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
 
 
 class Transformer(nn.Module):
@@ -401,6 +409,12 @@ class EmoClassifier(nn.Module, PretrainedMixin):
                 nn.init.zeros_(m.bias)
 
     # parameter groups for the optimiser (METHOD.md section 3: their own learning rates)
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each ViT block's activations in the backward pass instead of storing them (timm's name):
+        less memory for a little more compute; results are unchanged."""
+        for blk in self.transformer.resblocks:
+            blk.grad_checkpointing = enable
+
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Named parameters split into ``backbone``, ``queries`` (queries + Interactive Blocks),
         ``projections`` and ``head``."""

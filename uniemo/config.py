@@ -8,14 +8,36 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true/false (any case) are booleans.
+
+    PyYAML follows YAML 1.1, where ``no``, ``off``, ``yes`` and ``on`` are booleans too, so
+    ``mixed_precision=no`` would arrive as ``False``; here it stays the string ``"no"``.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with ``_Yaml12Loader`` (``no`` and ``off`` stay strings)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -55,7 +77,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return _from_dict(tp, value, where + ".")
     if origin in (tuple, list):
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+            value = load_yaml(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {value!r}")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
@@ -138,7 +160,7 @@ def overrides_to_dict(overrides: list[str]) -> dict:
             raise ValueError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         node = out
@@ -172,10 +194,22 @@ def load_preset(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file {str(path)!r} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping at its top level")
     return data
+
+
+def _example_override(config_cls: type) -> str:
+    """A ``key=value`` this config really accepts (its first nested field and default), for the help text."""
+    default = config_cls()
+    for f in dataclasses.fields(config_cls):
+        inner = getattr(default, f.name)
+        if dataclasses.is_dataclass(inner):
+            first = dataclasses.fields(inner)[0]
+            return f"{f.name}.{first.name}={getattr(inner, first.name)}"
+    first = dataclasses.fields(config_cls)[0]
+    return f"{first.name}={getattr(default, first.name)}"
 
 
 def parse_config(
@@ -183,18 +217,25 @@ def parse_config(
     argv: list[str] | None = None,
     presets: dict[str, Path] | None = None,
     description: str | None = None,
+    checks: Sequence[Callable[[T], None]] = (),
+    exit_on_error: bool | None = None,
 ) -> T:
-    """defaults <- ``--config FILE`` (or ``--preset NAME``) <- ``key=value`` overrides.
+    """defaults <- ``--config FILE`` (or ``--preset NAME``) <- ``key=value`` overrides, then ``validate()`` and
+    ``checks`` (e.g. that the paths exist; they run before any model loads).
 
     Args:
         config_cls: the script's top-level ``Config`` dataclass.
         argv: command-line words (``None``: ``sys.argv[1:]``).
-        presets: named preset files (``--preset tiny``); an unknown name raises ``ValueError``.
+        presets: named preset files (``--preset tiny``); an unknown name is an error.
+        checks: functions of the parsed config that raise ``ValueError`` / ``FileNotFoundError``.
+        exit_on_error: print the usage and the message and exit with status 2 (argparse's convention) instead
+            of raising. Default: True on the real command line (``argv is None``), False when a caller passes
+            ``argv`` (tests, recipes), which gets the exception.
     """
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Overrides: key=value, dotted for nested fields, e.g. optim.lr=1e-4 model.preset=tiny.\n"
+        epilog=f"Overrides: key=value, dotted for nested fields, e.g. {_example_override(config_cls)}.\n"
         f"Top-level keys: {', '.join(f.name for f in dataclasses.fields(config_cls))}.",
     )
     parser.add_argument("--config", help="a YAML preset file holding overrides of the defaults")
@@ -202,15 +243,22 @@ def parse_config(
         parser.add_argument("--preset", help=f"a named preset: {', '.join(sorted(presets))}")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     args = parser.parse_args(argv)
-    cfg = config_cls()
-    preset = getattr(args, "preset", None)
-    if preset is not None:
-        if preset not in presets:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(presets))}")
-        cfg = merge_into(cfg, load_preset(presets[preset]))
-    if args.config:
-        cfg = merge_into(cfg, load_preset(args.config))
-    cfg = merge_into(cfg, overrides_to_dict(args.overrides))
-    if hasattr(cfg, "validate"):
-        cfg.validate()
+    try:
+        cfg = config_cls()
+        preset = getattr(args, "preset", None)
+        if preset is not None:
+            if preset not in presets:
+                raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(presets))}")
+            cfg = merge_into(cfg, load_preset(presets[preset]))
+        if args.config:
+            cfg = merge_into(cfg, load_preset(args.config))
+        cfg = merge_into(cfg, overrides_to_dict(args.overrides))
+        if hasattr(cfg, "validate"):
+            cfg.validate()
+        for check in checks:
+            check(cfg)
+    except (ValueError, FileNotFoundError) as error:
+        if exit_on_error if exit_on_error is not None else argv is None:
+            parser.error(str(error))  # usage + message, exit status 2
+        raise
     return cfg

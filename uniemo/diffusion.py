@@ -262,18 +262,22 @@ def load_stable_diffusion(
     name_or_path: str | os.PathLike,
     torch_dtype: torch.dtype | None = None,
     local_files_only: bool | None = None,
+    safety_checker: bool = False,
 ) -> StableDiffusionPipeline:
     """Load Stable Diffusion: SD 1.5 from the Hub or disk, or a tiny SD saved with ``save_pretrained``.
 
-    Both go through the same ``StableDiffusionPipeline.from_pretrained`` call. The safety checker is
-    switched off only when the folder has none (a tiny SD); SD 1.5's own checker is kept.
+    Both go through the same ``StableDiffusionPipeline.from_pretrained`` call.
 
     Args:
         name_or_path: a Hub id such as ``SD15_MODEL_ID``, or a local diffusers folder (one with
             ``model_index.json``).
-        torch_dtype: e.g. ``torch.float16`` on GPU; ``None`` keeps the saved dtype (float32).
+        torch_dtype: the dtype of every component, whatever the folder was saved in; ``None`` keeps the
+            saved dtypes.
         local_files_only: forbid downloads. ``None``: True for a local folder, else the Hub's own default
             (which ``HF_HUB_OFFLINE=1`` turns into True).
+        safety_checker: keep the base's safety checker (SD 1.5 has one). Off by default: training,
+            validation and evaluation run without it, as in the authors' code (a blacked-out image scored as a
+            generation would bias every metric). Asking for it on a base without one is an error.
 
     Returns:
         The pipeline, on CPU.
@@ -308,10 +312,12 @@ def load_stable_diffusion(
             f"could not fetch {name!r}'s model_index.json: not in the local Hub cache (HF_HOME) and the "
             "Hub is unreachable or disabled (HF_HUB_OFFLINE=1); download it first or pass a local folder"
         ) from error
-    extra = {}
-    if (index.get("safety_checker") or [None, None])[0] is None:
-        extra = {"safety_checker": None, "requires_safety_checker": False}
-    return StableDiffusionPipeline.from_pretrained(name, torch_dtype=torch_dtype, **hub_kwargs, **extra)
+    has_checker = (index.get("safety_checker") or [None, None])[0] is not None
+    if safety_checker and not has_checker:
+        raise ValueError(f"{name!r} has no safety checker to switch on (its model_index.json lists none)")
+    extra = {} if safety_checker else {"safety_checker": None, "feature_extractor": None,
+                                       "requires_safety_checker": False}
+    return StableDiffusionPipeline.from_pretrained(name, dtype=torch_dtype, **hub_kwargs, **extra)
 
 
 def add_placeholder_token(

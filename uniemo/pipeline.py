@@ -102,6 +102,29 @@ def load_input_image(image) -> Image.Image:
         raise ValueError(f"the image could not be decoded: {e}") from e
 
 
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    """``None`` -> float32; a ``torch.dtype`` or one of ``fp32``/``fp16``/``bf16`` (or their long names)."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
+        return _DTYPES[dtype.lower().removeprefix("torch.")]
+    raise ValueError(f"dtype must be float32, float16 or bfloat16 (or fp32 / fp16 / bf16), got {dtype!r}")
+
+
+def _mark_flagged(images: list[Image.Image], flagged: list[bool] | None) -> list[Image.Image]:
+    """Record the safety checker's verdict on each image as ``image.info["nsfw"]`` (only when it ran)."""
+    if flagged is not None:
+        for image, flag in zip(images, flagged):
+            image.info["nsfw"] = bool(flag)
+    return images
+
+
 def _center_crop(image: Image.Image) -> Image.Image:
     w, h = image.size
     s = min(w, h)
@@ -137,19 +160,35 @@ class UniEmoPipeline:
         if tuple(emotion_space.emotions) != tuple(cfg.emotions):
             raise ValueError(f"emotion space labels {emotion_space.emotions} differ from the classifier's")
         self._negative = None
+        self.device = next(self.classifier.parameters()).device
 
     # ---------------------------------------------------------------------------------------------- loading
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str = "cpu",
-                        torch_dtype: torch.dtype | None = None) -> UniEmoPipeline:
-        """Load a model folder (or a Hugging Face Hub repo id, downloaded unless offline)."""
+                        dtype: torch.dtype | str | None = None, safety_checker: bool = False,
+                        torch_dtype: torch.dtype | str | None = None) -> UniEmoPipeline:
+        """Load a model folder (or a Hugging Face Hub repo id, downloaded unless offline).
+
+        Args:
+            path_or_repo: a model folder or a Hub repo id.
+            device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+            dtype: the one dtype of every module (classifier, fusion and Stable Diffusion), whatever the folder
+                was saved in: a ``torch.dtype`` or ``fp32``/``fp16``/``bf16``. Default float32. (diffusers'
+                current name; ``torch_dtype`` is accepted as its older alias.)
+            safety_checker: keep Stable Diffusion's safety checker (when the diffusion base has one) and run
+                it on every image; flagged images come back black, with ``image.info["nsfw"]`` True. Off by
+                default, as in training and evaluation.
+        """
         from uniemo.attributes import AttributeTargets
         from uniemo.classifier import EmoClassifier
         from uniemo.diffusion import add_placeholder_token, load_stable_diffusion
         from uniemo.emotion_space import EmotionSpace
         from uniemo.fusion import EmoFusion
 
+        if dtype is not None and torch_dtype is not None and resolve_dtype(dtype) != resolve_dtype(torch_dtype):
+            raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass only dtype")
+        dtype = resolve_dtype(dtype if dtype is not None else torch_dtype)
         root = Path(path_or_repo)
         if not root.exists():
             name = str(path_or_repo)
@@ -185,12 +224,12 @@ class UniEmoPipeline:
             correlation = CorrelationTable.load(root)
         base = info.get("diffusion", "")
         diffusion_path = str(root / base) if base.startswith("diffusion") else base
-        sd = load_stable_diffusion(diffusion_path, torch_dtype=torch_dtype)
+        sd = load_stable_diffusion(diffusion_path, torch_dtype=dtype, safety_checker=safety_checker)
         placeholder_id = add_placeholder_token(sd.tokenizer, sd.text_encoder, info.get("placeholder_token",
                                                                                         PLACEHOLDER_TOKEN))
         pipe = cls(classifier, fusion, space, attributes, sd, placeholder_id, correlation,
                    resolution=int(info.get("resolution", 512)), info={**info, "path": str(root)})
-        return pipe.to(device)
+        return pipe.to(device, dtype)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         out = Path(directory)
@@ -215,15 +254,26 @@ class UniEmoPipeline:
                     diffusion=base, placeholder_token=PLACEHOLDER_TOKEN, resolution=self.resolution)
         (out / "uniemo.json").write_text(json.dumps(info, indent=2) + "\n")
 
-    def to(self, device: str | torch.device) -> UniEmoPipeline:
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None
+           ) -> UniEmoPipeline:
+        """Move every module (classifier, fusion, Stable Diffusion and its safety checker) to ``device`` and,
+        when ``dtype`` is given, cast them all to it (``from_pretrained`` always does, so a loaded pipeline runs in
+        one dtype; a pipeline assembled from a training run's modules keeps theirs)."""
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.classifier.to(self.device)
-        self.fusion.to(self.device)
-        self.sd.to(self.device)
+        if device is not None:
+            self.device = torch.device(device)
+        cast = {} if dtype is None else {"dtype": resolve_dtype(dtype)}
+        self.classifier.to(self.device, **cast)
+        self.fusion.to(self.device, **cast)
+        self.sd.to(self.device, **cast)
         self._negative = None
         return self
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The classifier's (and, after ``from_pretrained``, every module's) dtype."""
+        return next(self.classifier.parameters()).dtype
 
     @property
     def emotions(self) -> tuple[str, ...]:
@@ -267,7 +317,7 @@ class UniEmoPipeline:
             image: a PIL image (any mode; animations use their first frame), a path, or a uint8 array.
         """
         image = load_input_image(image)
-        pixel_values = self.transform(image).unsqueeze(0).to(self.device)
+        pixel_values = self.transform(image).unsqueeze(0).to(self.device, self.dtype)
         out = self.classifier(pixel_values, return_attention=True)
         probs = out.logits.float().softmax(-1)[0].cpu()
         scene_pts, object_pts = self.classifier.project_queries(out)
@@ -293,6 +343,8 @@ class UniEmoPipeline:
         """Fuse three (B, D) embeds into c (B, C) with α looked up at the target emotion."""
         from uniemo.classifier import EmoFeatures
 
+        dev, dt = self.device, self.dtype
+        cls_embed, scene_embed, object_embed = (t.to(dev, dt) for t in (cls_embed, scene_embed, object_embed))
         feats = EmoFeatures(cls_embed=cls_embed, scene_embed=scene_embed, object_embed=object_embed)
         target = torch.full((len(cls_embed),), emotion_idx, dtype=torch.long)
         if self.correlation is None:
@@ -301,8 +353,8 @@ class UniEmoPipeline:
             scene_pts, object_pts = self.classifier.project_queries(feats)
             s_idx, o_idx, _, _ = self.correlation.match(scene_pts.float().cpu(), object_pts.float().cpu())
             a_s, a_o = self.correlation.lookup(s_idx, o_idx, target)
-        dev = self.device
-        return self.fusion(cls_embed.to(dev), scene_embed.to(dev), object_embed.to(dev), a_s.to(dev), a_o.to(dev))
+        return self.fusion(cls_embed.to(dev, dt), scene_embed.to(dev, dt), object_embed.to(dev, dt), a_s.to(dev, dt),
+                           a_o.to(dev, dt))
 
     @torch.no_grad()
     def condition(self, emotion: str, num_images: int = 1, seed: int = 0, image=None) -> torch.Tensor:
@@ -310,7 +362,7 @@ class UniEmoPipeline:
         row i), or, when ``image`` is given, from that reference image's own features (same row repeated)."""
         e = self._emotion_index(emotion)
         if image is not None:
-            pixel_values = self.transform(load_input_image(image)).unsqueeze(0).to(self.device)
+            pixel_values = self.transform(load_input_image(image)).unsqueeze(0).to(self.device, self.dtype)
             f = self.classifier.forward_features(pixel_values)
             embeds = [f.cls_embed, f.scene_embed, f.object_embed]
             embeds = [t.float().expand(num_images, -1) for t in embeds]
@@ -378,9 +430,10 @@ class UniEmoPipeline:
                 callback(step + 1, steps)
             return kwargs
 
-        return self.sd(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, height=size, width=size,
-                       num_inference_steps=steps, guidance_scale=guidance, generator=generators,
-                       callback_on_step_end=on_step, output_type="pil").images
+        out = self.sd(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, height=size, width=size,
+                      num_inference_steps=steps, guidance_scale=guidance, generator=generators,
+                      callback_on_step_end=on_step, output_type="pil")
+        return _mark_flagged(out.images, out.nsfw_content_detected)
 
     @torch.no_grad()
     def _render_composed(self, base_embeds: torch.Tensor, noun_embeds: torch.Tensor, noun_guidance: float, seed: int,
@@ -411,8 +464,12 @@ class UniEmoPipeline:
             latents = sd.scheduler.step(eps, t, latents, **extra).prev_sample
             if callback is not None:
                 callback(i + 1, steps)
-        image = sd.vae.decode(latents / sd.vae.config.scaling_factor).sample
-        return sd.image_processor.postprocess(image, output_type="pil", do_denormalize=[True] * n)
+        image = sd.vae.decode(latents.to(sd.vae.dtype) / sd.vae.config.scaling_factor).sample
+        # the stock pipeline's own safety check (a no-op without a checker), so no path skips it
+        image, flagged = sd.run_safety_checker(image, device, context.dtype)
+        do_denormalize = [True] * n if flagged is None else [not f for f in flagged]
+        images = sd.image_processor.postprocess(image, output_type="pil", do_denormalize=do_denormalize)
+        return _mark_flagged(images, flagged)
 
     def generate(self, emotion: str, num_images: int = 1, seed: int = 0, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, size: int | None = None, image=None,
