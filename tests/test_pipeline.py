@@ -199,3 +199,21 @@ def test_uses_the_stock_diffusers_pipeline(pipe):
 
     assert type(pipe.sd) is StableDiffusionPipeline
     assert isinstance(pipe.sd.scheduler, UniPCMultistepScheduler)
+
+
+def test_classify_sees_a_rotated_phone_photo_upright(pipe, tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    example = Path(__file__).resolve().parents[1] / "assets" / "examples" / "awe_sky_sun.png"
+    upright = Image.open(example).convert("RGB").crop((0, 0, 64, 48))
+    # stored sideways with EXIF orientation 6 ("rotate 90° clockwise to display"), as a phone writes it
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.png"  # lossless, so the comparison is exact
+    stored.save(path, exif=exif)
+    seen = pipe.classify(str(path)).probs
+    assert seen == pytest.approx(pipe.classify(np.asarray(upright)).probs, abs=1e-6)
+    assert seen != pytest.approx(pipe.classify(np.asarray(stored)).probs, abs=1e-6)

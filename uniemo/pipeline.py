@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from uniemo.constants import NEUTRAL_NOUNS, PLACEHOLDER_TOKEN
 
@@ -79,7 +79,8 @@ class EmotionPrediction:
 
 
 def load_input_image(image) -> Image.Image:
-    """PIL image, path or (H, W[, C]) uint8 array -> RGB PIL image; a clear ``ValueError`` otherwise."""
+    """PIL image, path or (H, W[, C]) uint8 array -> upright (EXIF orientation applied) RGB PIL image; a clear
+    ``ValueError`` otherwise."""
     from uniemo.data.transforms import to_rgb
 
     if isinstance(image, (str, os.PathLike)):
@@ -97,7 +98,8 @@ def load_input_image(image) -> Image.Image:
         raise ValueError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
     try:
         image.load()
-        return to_rgb(image)
+        # a phone photo stores its rotation in EXIF: apply it, so the model sees the picture upright
+        return to_rgb(ImageOps.exif_transpose(image))
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"the image could not be decoded: {e}") from e
 
