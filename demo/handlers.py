@@ -3,7 +3,13 @@
 Every handler takes the ``UniEmoPipeline`` as its first argument, validates its other arguments itself (they
 may come straight from the ``gradio_client`` API, which bypasses the page's slider limits) and raises
 ``ValueError`` with a message that says what is allowed. Nothing here imports gradio: ``demo/ui.py`` binds
-these functions to components and turns ``ValueError`` into ``gr.Error``.
+these functions to components and turns ``ValueError`` into ``gr.Error`` and a status line in the tab.
+
+Files named by a request: the page's events skip gradio's preprocessing, so an API caller can name any path
+on the server. ``classify_image(..., folders=...)`` opens a path only when its real location (symlinks and
+``..`` resolved) lies in one of ``folders`` (the page passes gradio's upload folder and the bundled examples);
+any other path gets ``NOT_UPLOADED``, one message that says nothing about the file. What the page shows names
+the model by its folder name or Hub repo id, never by a path on the server (``model_name``).
 
 Handlers and the tabs they serve:
 
@@ -24,13 +30,14 @@ import hashlib
 import json
 import math
 import os
+import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from uniemo.constants import NEUTRAL_NOUNS
 from uniemo.pipeline import MAX_GUIDANCE, MAX_NOUN_CHARS, MAX_STEPS, load_input_image
@@ -46,7 +53,12 @@ MAX_INPUT_BYTES = 10 * 1024 * 1024  # the same limit as the server's upload limi
 MIN_INPUT_SIDE = 16  # below this there is nothing for a patch grid to look at
 MAX_WORKING_SIDE = 1024  # larger accepted images are downscaled first: the model sees <= 224 px anyway
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"  # the bundled model, examples, its report
+REPO_DIR = Path(__file__).resolve().parents[1]
+ASSETS_DIR = REPO_DIR / "assets"  # the bundled model, examples, its report
+EXAMPLES_DIR = ASSETS_DIR / "examples"  # the page's example images: the only files it opens besides uploads
+# The one answer to a path outside the allowed folders, whether it exists, is an image or not: a request must
+# not learn anything about the server's files from it.
+NOT_UPLOADED = "this image was not uploaded to this page: upload or paste it, or pick one of the examples"
 
 # Outputs.
 DISPLAY_SIDE = 256  # smaller generated images and overlays are enlarged to at least this for display
@@ -182,36 +194,75 @@ def _sampling(pipe, num_images: Any, seed: Any, steps: Any, guidance: Any, guida
     defaults = default_settings(pipe)
     steps = defaults["num_inference_steps"] if steps is None else steps
     guidance = defaults[guidance_key] if guidance is None else guidance
-    return (_integer(num_images, "the number of images", 1, limits.max_images),
-            _integer(seed, "the seed", 0, MAX_SEED),
-            _integer(steps, "the number of steps", 1, limits.max_steps),
-            _number(guidance, "the guidance scale", 0.0, MAX_GUIDANCE),
-            limits.size)
+    num_images = _integer(num_images, "the number of images", 1, limits.max_images)
+    # image i uses seed + i and its caption says so; that seed must itself be one the seed box accepts
+    seed = _integer(seed, "the seed" if num_images == 1 else f"the seed for {num_images} images", 0,
+                    MAX_SEED - (num_images - 1))
+    return (num_images, seed, _integer(steps, "the number of steps", 1, limits.max_steps),
+            _number(guidance, "the guidance scale", 0.0, MAX_GUIDANCE), limits.size)
 
 
 # -------------------------------------------------------------------------------------------- images
 
 
-def read_image(image: Any) -> Image.Image:
-    """Open an uploaded image as RGB, or say clearly why it cannot be used.
+def check_uploaded(path: str | os.PathLike, folders: Sequence[str | os.PathLike]) -> Path:
+    """The real location of ``path`` when it lies inside one of ``folders``; ``NOT_UPLOADED`` otherwise.
 
-    Handles any PIL mode (RGBA, palette, greyscale, CMYK, 16-bit) and animations (first frame). Images above
-    ``MAX_INPUT_PIXELS`` are refused before decoding (decompression bombs); accepted images larger than
-    ``MAX_WORKING_SIDE`` are downscaled.
+    Symlinks and ``..`` are resolved first (on the path and on the folders), so a link inside a folder that points
+    out of it, or ``folder/../elsewhere``, is refused. Nothing about the file is looked at before the answer:
+    a missing file, a non-image and a real image outside the folders get the same ``ValueError``.
+
+    Args:
+        path: a file path named by a request.
+        folders: where the page's files live (gradio's upload folder, the bundled examples).
+
+    Raises:
+        ValueError: ``NOT_UPLOADED``.
+    """
+    try:
+        real = Path(os.path.realpath(path))
+        inside = any(real.is_relative_to(os.path.realpath(folder)) for folder in folders)
+    except (OSError, ValueError):  # a NUL byte in the name, an unreadable folder
+        inside = False
+    if not inside:
+        raise ValueError(NOT_UPLOADED)
+    return real
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image the way a person sees it: its EXIF orientation applied (phones store photos sideways and tag
+    them with a rotation). An image without the tag, or with unreadable EXIF, comes back as it is."""
+    try:
+        if image.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1):
+            return image
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError):
+        return image
+
+
+def read_image(image: Any, folders: Sequence[str | os.PathLike] | None = None) -> Image.Image:
+    """Open an uploaded image as RGB, upright, or say clearly why it cannot be used.
+
+    Handles any PIL mode (RGBA, palette, greyscale, CMYK, 16-bit) and animations (first frame), and applies the
+    EXIF orientation (``upright``). Images above ``MAX_INPUT_PIXELS`` are refused before decoding (decompression
+    bombs); accepted images larger than ``MAX_WORKING_SIDE`` are downscaled.
 
     Args:
         image: a file path (what the page and the API deliver) or a PIL image.
+        folders: when given, a path is opened only if it lies in one of these folders (``check_uploaded``);
+            ``None`` opens any path (scripts and tests; the page always passes its folders).
 
     Returns:
         An RGB PIL image whose longer side is at most ``MAX_WORKING_SIDE`` pixels.
 
     Raises:
-        ValueError: for no image, a missing, empty, oversized, non-image, truncated or tiny file.
+        ValueError: for no image, a path outside ``folders``, a missing, empty, oversized, non-image, truncated
+            or tiny file.
     """
     if image is None or (isinstance(image, str) and not image.strip()):
         raise ValueError("no image: upload or paste an image first")
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
+        path = Path(image) if folders is None else check_uploaded(image, folders)
         name = path.name if len(path.name) <= 60 else path.name[:57] + "..."
         if not path.is_file():
             raise ValueError(f"the image file {name!r} does not exist")
@@ -240,13 +291,13 @@ def read_image(image: Any) -> Image.Image:
             _check_pixels(opened.size)
             try:
                 opened.load()  # decode now: a truncated file fails here, not later inside the model
-                rgb = load_input_image(opened)
+                rgb = load_input_image(upright(opened))
             except (OSError, SyntaxError, ValueError) as e:
                 raise ValueError(f"{name!r} could not be decoded; the file may be truncated or corrupt "
                                  f"({e})") from e
     elif isinstance(image, Image.Image):
         _check_pixels(image.size)
-        rgb = load_input_image(image)
+        rgb = load_input_image(upright(image))
     else:
         raise ValueError(f"expected an image file path or a PIL image, got {type(image).__name__}")
     if max(rgb.size) > MAX_WORKING_SIDE:
@@ -311,7 +362,7 @@ class Understanding(NamedTuple):
 
 
 def classify_image(pipe, image: Any, top_attributes: int = 3, cmap: str = "jet",
-                   alpha: float = 0.5) -> Understanding:
+                   alpha: float = 0.5, folders: Sequence[str | os.PathLike] | None = None) -> Understanding:
     """Emotion probabilities, attention overlays and nearest attributes for one image.
 
     Args:
@@ -320,6 +371,8 @@ def classify_image(pipe, image: Any, top_attributes: int = 3, cmap: str = "jet",
         top_attributes: how many nearest scene and object attributes to list (1-10).
         cmap: matplotlib colormap of the overlays.
         alpha: heat-map weight of the overlays, in [0, 1].
+        folders: the only folders a path may lie in (see ``read_image``); the page passes its upload and
+            example folders.
 
     Returns:
         An ``Understanding``; the overlays are squares of ``DISPLAY_SIDE`` to ``MAX_OVERLAY_SIDE`` pixels.
@@ -328,7 +381,7 @@ def classify_image(pipe, image: Any, top_attributes: int = 3, cmap: str = "jet",
         ValueError: for an unusable image or argument.
     """
     top_attributes = _integer(top_attributes, "the number of attributes", 1, 10)
-    prediction = pipe.classify(read_image(image), top_attributes=top_attributes)
+    prediction = pipe.classify(read_image(image, folders), top_attributes=top_attributes)
     view = prediction.view
     side = min(max(DISPLAY_SIDE, min(view.size)), MAX_OVERLAY_SIDE)
     overlays = [attention_overlay(view, att, cmap=cmap, alpha=alpha, size=side)
@@ -346,7 +399,7 @@ def generate_images(pipe, emotion: Any, num_images: Any = 2, seed: Any = 0, step
         pipe: a loaded ``UniEmoPipeline``.
         emotion: one of ``pipe.emotions``.
         num_images: 1 to ``demo_limits(pipe).max_images``; image i uses seed ``seed + i``.
-        seed: 0 to ``MAX_SEED``.
+        seed: 0 to ``MAX_SEED - (num_images - 1)``, so that every caption's seed is itself a valid seed.
         steps: denoising steps, 1 to ``demo_limits(pipe).max_steps``; ``None`` for the model's default.
         guidance: classifier-free guidance scale, 0 to ``MAX_GUIDANCE``; ``None`` for the default.
         progress: called with ``(steps done, steps in total)`` during sampling.
@@ -431,19 +484,66 @@ def fuse_images(pipe, emotion_a: Any, emotion_b: Any, weight: Any = 0.5, num_ima
 # ------------------------------------------------------------------------------------------ the model
 
 
+# An absolute path inside free text (``/home/me/sd-1.5``, ``~/models/x``, ``C:\\models\\x``); relative ones such
+# as ``diffusion/`` and ``train/tiny_world.py`` are the folder's own layout and stay.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~|[A-Za-z]:)?[/\\][^\s`'\"()\[\]<>]+")
+
+
+def without_paths(text: Any) -> str:
+    """``text`` with every absolute path replaced by its last component: what a model folder records (base
+    models, the diffusion source) may name folders on the machine that trained it or on this server."""
+    return _ABSOLUTE_PATH.sub(lambda m: re.split(r"[/\\]", m.group(0).rstrip("/\\"))[-1] or "...", str(text))
+
+
 def model_name(pipe) -> str:
-    """A short name for the loaded model: its folder's name (or the Hub repo id it came from)."""
-    path = str(pipe.info.get("path", "")) or "unnamed model"
-    return pipe.info.get("name") or Path(path).name or path
+    """A short name for the loaded model, never a path on the server: the Hub repo id it came from
+    (``owner/name``, read from the Hub cache's ``models--owner--name/snapshots/<revision>`` layout), else its
+    folder's name (with the run's name for a training run's ``final`` or ``checkpoint-N`` folder)."""
+    if pipe.info.get("name"):
+        return without_paths(pipe.info["name"])
+    path = Path(str(pipe.info.get("path", "")))
+    parts = path.parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        owner, _, name = parts[-3].removeprefix("models--").partition("--")
+        return f"{owner}/{name}"
+    if path.name == "final" or path.name.startswith("checkpoint-"):
+        return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    return path.name or "unnamed model"
 
 
 def model_summary(pipe) -> str:
     """One line (Markdown) saying which model is loaded, for the top of the page."""
-    path = pipe.info.get("path", "")
     device = getattr(getattr(pipe, "device", None), "type", "cpu")
     limits = demo_limits(pipe)
-    return (f"**Model:** {model_name(pipe)} (`{path}`) · {len(pipe.emotions)} emotions · "
+    return (f"**Model:** {model_name(pipe)} · {len(pipe.emotions)} emotions · "
             f"generates {limits.size}x{limits.size} px · running on {device}")
+
+
+EMOSHAPES_BUILDER = "train/tiny_world.py"  # the only script that trains on EmoShapes alone
+
+
+def trained_on_emoshapes(pipe) -> bool:
+    """True for UniEmo-Tiny: a model that learned only EmoShapes' synthetic scenes.
+
+    The folder's own record decides, not its name (a copy may be called anything): ``uniemo.json`` says
+    ``"stage1": "train/tiny_world.py"`` (the builder that writes UniEmo-Tiny; ``train/joint.py`` writes the
+    stage-1 folder there instead), or its ``base_models`` say they were pretrained on EmoShapes.
+    """
+    info = getattr(pipe, "info", {}) or {}
+    if str(info.get("stage1", "")).replace("\\", "/").endswith(EMOSHAPES_BUILDER):
+        return True
+    return any("emoshapes" in str(value).lower() for value in dict(info.get("base_models") or {}).values())
+
+
+def understand_notice(pipe) -> str:
+    """A plain warning for the Understand tab when the model knows only EmoShapes (``trained_on_emoshapes``),
+    else ""."""
+    if not trained_on_emoshapes(pipe):
+        return ""
+    return (f"**This model knows only EmoShapes' synthetic scenes.** {model_name(pipe)} is UniEmo-Tiny: it "
+            f"learned emotions from EmoShapes, a made-up world of coloured shapes on simple backgrounds drawn at "
+            f"{pipe.classifier.config.image_size} px, and from nothing else. For a photo or any other real image "
+            "its answer is not to be trusted; the examples below are EmoShapes scenes.")
 
 
 def model_fingerprint(pipe) -> str:
@@ -488,17 +588,28 @@ def _numbers(tree: Any, prefix: str = "", depth: int = 2) -> list[tuple[str, flo
     return rows
 
 
+def _shown_path(path: Path) -> str:
+    """A file's name for the page: relative to the repository when it is in it, else ``folder/file``."""
+    try:
+        return Path(path).resolve().relative_to(REPO_DIR).as_posix()
+    except (OSError, ValueError):
+        return f"{Path(path).parent.name}/{Path(path).name}".lstrip("/")
+
+
 def report_markdown(path: Path | None, max_rows: int = 60) -> str:
     """The numbers of a JSON report as a Markdown table, or a sentence saying there are none."""
     if path is None:
         return "No measured numbers are bundled with this model (no `report.json`), so none are shown."
+    where = _shown_path(path)
     try:
         rows = _numbers(json.loads(Path(path).read_text()))
-    except (OSError, ValueError) as e:
-        return f"The report `{path}` could not be read ({e}); no numbers are shown."
+    except OSError as e:  # its message would name the full path
+        return f"The report `{where}` could not be read ({e.strerror or type(e).__name__}); no numbers are shown."
+    except ValueError as e:
+        return f"The report `{where}` could not be read ({e}); no numbers are shown."
     if not rows:
-        return f"The report `{path}` holds no numbers."
-    lines = [f"Measured numbers from `{path}` (breakdowns per class and per object are in the file):", "",
+        return f"The report `{where}` holds no numbers."
+    lines = [f"Measured numbers from `{where}` (breakdowns per class and per object are in the file):", "",
              "| measure | value |", "|---|---|"]
     for key, value in rows[:max_rows]:
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -514,7 +625,7 @@ def about_markdown(pipe) -> str:
     config = pipe.classifier.config
     base = str(info.get("diffusion", ""))
     diffusion = ("bundled with the model (its `diffusion/` folder)" if base.startswith("diffusion")
-                 else f"`{base}`" if base else "not recorded")
+                 else f"`{without_paths(base)}`" if base else "not recorded")
     limits = demo_limits(pipe)
     lines = [
         "## About",
@@ -528,7 +639,8 @@ def about_markdown(pipe) -> str:
         "**Base models**",
         "",
         # what the model folder itself records (uniemo.json "base_models"), then what its configs say
-        *[f"- {name}: {value}" for name, value in dict(info.get("base_models") or {}).items()],
+        *[f"- {without_paths(name)}: {without_paths(value)}"
+          for name, value in dict(info.get("base_models") or {}).items()],
         (f"- Understanding: a ViT ({getattr(config, 'preset', '?')} preset: {config.image_size} px input, "
          f"{config.patch_size} px patches, width {config.width}, {config.layers} layers) with "
          f"{config.num_scene_queries} scene and {config.num_object_queries} object expert queries."),

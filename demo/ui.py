@@ -3,11 +3,17 @@
 No torch, no model state and no sampling logic live here. Each event function is a few lines: unwrap the
 raw input, call a handler with the pipeline, report progress through ``gr.Progress``, turn the handler's
 ``ValueError`` into ``gr.Error`` so the page shows the message and the server keeps serving, and hand the
-images to gradio as files of their own (``_as_files``).
+images to gradio as files of their own (``_as_files``). The pop-up fades, so the message also goes to the
+tab's status line (``_StatusBoard``, shown by events chained after each model event).
 
 API names (stable; ``gradio_client`` uses them): ``/classify``, ``/generate``, ``/transfer``, ``/fuse``.
-Every model call shares one concurrency group (``concurrency_id="model"``, limit 1), so on a single GPU or
-CPU the requests queue instead of competing for memory.
+Generation, transfer and fusion share one concurrency group (``concurrency_id="model"``, limit 1), so on a
+single GPU or CPU the renders queue instead of competing for memory. Classification takes milliseconds and has
+a group of its own (``"classify"``), so it never waits behind queued renders.
+
+Files: the events skip gradio's preprocessing, so an API call can name any server path in place of an upload;
+the classify handler opens only files in gradio's upload folder or the bundled examples
+(``handlers.check_uploaded``).
 
 Hugging Face Spaces: the model functions are wrapped in ``spaces.GPU`` when the ``spaces`` package is there
 (it does nothing outside ZeroGPU), else in an identity decorator. Example caching is explicit: the cheap
@@ -21,7 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,21 +53,77 @@ except ImportError:
         return fn if fn is not None else (lambda f: f)
 
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
 MAX_FILE_SIZE = "10mb"  # upload limit for launch(); handlers.MAX_INPUT_BYTES says the same to API callers
 QUEUE_MAX_SIZE = 64  # requests waiting beyond this are turned away with a "queue full" message
-# Every model event: one shared queue slot, and no gradio preprocessing. The handlers validate the raw values
-# themselves (the API bypasses the page's widgets anyway), so every bad input gets the same clear message,
-# and a broken upload reaches our image loader instead of failing inside gradio with a generic one.
+# Every rendering event: one shared queue slot, and no gradio preprocessing. The handlers validate the raw
+# values themselves (the API bypasses the page's widgets anyway), so every bad input gets the same clear
+# message, and a broken upload reaches our image loader instead of failing inside gradio with a generic one.
 MODEL_EVENT = {"concurrency_id": "model", "concurrency_limit": 1, "preprocess": False}
+# Classification: a slot group of its own, so it never waits behind queued renders. It only reads the
+# classifier (no sampler state), so two at a time are safe; raw inputs, as above.
+CLASSIFY_EVENT = {"concurrency_id": "classify", "concurrency_limit": 2, "preprocess": False}
+# The status line's update after each model event: quick, outside the queue, not an API endpoint.
+STATUS_EVENT = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+
+
+class _StatusBoard:
+    """The last error of each page session and tab, kept until the tab's status line shows it.
+
+    A failed event updates none of its outputs and its pop-up fades; so the event leaves its message here and a
+    chained event (``show``) moves it into the tab's status line, or empties the line after a success. API
+    callers never run the chained event, so only the newest ``limit`` messages are kept.
+    """
+
+    def __init__(self, limit: int = 1024):
+        self.limit = limit
+        self._messages: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def recorder(self, request: gr.Request | None, tab: str) -> Callable[[str], None] | None:
+        """Forget the session's last message for ``tab`` (a new run starts) and return a function that keeps
+        the next one; ``None`` without a page session (examples cached at start-up)."""
+        session = getattr(request, "session_hash", None)
+        if session is None:
+            return None
+        with self._lock:
+            self._messages.pop((session, tab), None)
+
+        def record(message: str) -> None:
+            with self._lock:
+                self._messages[(session, tab)] = message
+                while len(self._messages) > self.limit:
+                    self._messages.popitem(last=False)
+
+        return record
+
+    def show(self, tab: str) -> Callable[..., str]:
+        """The chained event's function: the status line's Markdown for this session and tab."""
+
+        def status(request: gr.Request) -> str:
+            with self._lock:
+                message = self._messages.pop((getattr(request, "session_hash", None), tab), "")
+            return status_markdown(message)
+
+        return status
+
+
+def status_markdown(message: str) -> str:
+    """A tab's status line: the error as plain text (Markdown's special characters escaped), or nothing."""
+    if not message:
+        return ""
+    text = re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", " ".join(message.split()))
+    return f"**Could not run:** {text}"
 
 
 @contextlib.contextmanager
-def _shown_to_user() -> Iterator[None]:
-    """Turn a handler's ValueError (bad input, with a clear message) into a message on the page."""
+def _shown_to_user(record: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Turn a handler's ValueError (bad input, with a clear message) into a message on the page: a pop-up, and
+    through ``record`` (``_StatusBoard.recorder``) the tab's status line."""
     try:
         yield
     except ValueError as e:
+        if record is not None:
+            record(str(e))
         raise gr.Error(str(e), print_exception=False) from e
 
 
@@ -94,7 +159,22 @@ def _file_path(value: Any) -> Any:
 
 
 def _example_images() -> list[Path]:
-    return sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+    return sorted(p for p in handlers.EXAMPLES_DIR.glob("*")
+                  if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+
+
+def _status(elem_id: str) -> gr.Markdown:
+    return gr.Markdown("", elem_id=elem_id)
+
+
+def _bind(button: gr.Button, fn: Callable, inputs: list, outputs: list, api_name: str, status: gr.Markdown,
+          board: _StatusBoard, event: dict[str, Any]) -> None:
+    """``button`` runs ``fn`` as the API endpoint ``api_name``; then the tab's ``status`` line shows what the
+    run left on ``board`` under that name (its error, or nothing)."""
+    run = button.click(fn, inputs, outputs, api_name=api_name, **event)
+    # one listener for each outcome: gradio 6.31's page runs a .then() listener only after a success
+    run.success(board.show(api_name), None, [status], **STATUS_EVENT)
+    run.failure(board.show(api_name), None, [status], **STATUS_EVENT)
 
 
 def _sampling_controls(pipe, limits: handlers.DemoLimits, prefix: str, guidance_key: str = "guidance_scale"
@@ -135,28 +215,34 @@ def build_demo(pipe) -> gr.Blocks:
     limits = handlers.demo_limits(pipe)
     defaults = handlers.default_settings(pipe)
     emotions = list(pipe.emotions)
-    cache = gradio.utils.get_upload_folder()  # where gradio keeps the files it serves (GRADIO_TEMP_DIR)
+    # where gradio keeps uploads and the files it serves (GRADIO_TEMP_DIR, else <tmp>/gradio): with the bundled
+    # examples, the only places an image path sent to /classify may point to
+    cache = gradio.utils.get_upload_folder()
+    folders = (cache, handlers.EXAMPLES_DIR)
+    board = _StatusBoard()
 
     @gpu
-    def classify(image):
-        with _shown_to_user():
-            return _as_files(handlers.classify_image(pipe, _file_path(image)), cache)
+    def classify(image, request: gr.Request = None):
+        with _shown_to_user(board.recorder(request, "classify")):
+            return _as_files(handlers.classify_image(pipe, _file_path(image), folders=folders), cache)
 
     @gpu(duration=120)
-    def generate(emotion, num_images, seed, steps, guidance, progress=gr.Progress()):
-        with _shown_to_user():
+    def generate(emotion, num_images, seed, steps, guidance, progress=gr.Progress(), request: gr.Request = None):
+        with _shown_to_user(board.recorder(request, "generate")):
             return _as_files(handlers.generate_images(pipe, emotion, num_images, seed, steps, guidance,
                                                       progress=_progress_fn(progress, "Generating")), cache)
 
     @gpu(duration=120)
-    def transfer(emotion, noun, num_images, seed, steps, guidance, progress=gr.Progress()):
-        with _shown_to_user():
+    def transfer(emotion, noun, num_images, seed, steps, guidance, progress=gr.Progress(),
+                 request: gr.Request = None):
+        with _shown_to_user(board.recorder(request, "transfer")):
             return _as_files(handlers.transfer_images(pipe, emotion, noun, num_images, seed, steps, guidance,
                                                       progress=_progress_fn(progress, "Transferring")), cache)
 
     @gpu(duration=120)
-    def fuse(emotion_a, emotion_b, weight, sweep, num_images, seed, steps, guidance, progress=gr.Progress()):
-        with _shown_to_user():
+    def fuse(emotion_a, emotion_b, weight, sweep, num_images, seed, steps, guidance, progress=gr.Progress(),
+             request: gr.Request = None):
+        with _shown_to_user(board.recorder(request, "fuse")):
             return _as_files(handlers.fuse_images(pipe, emotion_a, emotion_b, weight, num_images, seed, steps,
                                                   guidance, sweep=sweep,
                                                   progress=_progress_fn(progress, "Fusing")), cache)
@@ -172,12 +258,16 @@ def build_demo(pipe) -> gr.Blocks:
 
         with gr.Tabs():
             with gr.Tab("Understand", id="understand"):
+                notice = handlers.understand_notice(pipe)
+                if notice:
+                    gr.Markdown(notice, elem_id="cls-notice")
                 with gr.Row():
                     with gr.Column():
                         image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                          label="Image (upload or paste)", height=300, elem_id="cls-image")
                         classify_button = gr.Button("Classify", variant="primary", elem_id="cls-button")
                     with gr.Column():
+                        cls_status = _status("cls-status")
                         probs = gr.Label(num_top_classes=len(emotions), label="Emotion", elem_id="cls-label")
                 with gr.Row():
                     scene = gr.Image(label="Scene queries' attention", format="png", height=300,
@@ -188,7 +278,7 @@ def build_demo(pipe) -> gr.Blocks:
                                           label="Nearest attributes", interactive=False,
                                           elem_id="cls-attributes")
                 outputs = [probs, scene, objects, attributes]
-                classify_button.click(classify, [image], outputs, api_name="classify", **MODEL_EVENT)
+                _bind(classify_button, classify, [image], outputs, "classify", cls_status, board, CLASSIFY_EVENT)
                 examples = _example_images()
                 if examples:
                     # Classification takes milliseconds, so caching at start-up costs nothing and the first
@@ -207,9 +297,10 @@ def build_demo(pipe) -> gr.Blocks:
                                       elem_id="gen-emotion")
                 gen_sampling = _sampling_controls(pipe, limits, "gen")
                 gen_button = gr.Button("Generate", variant="primary", elem_id="gen-button")
+                gen_status = _status("gen-status")
                 gen_gallery = _gallery("Generated images", "gen-gallery")
                 gen_inputs = [emotion, *gen_sampling]
-                gen_button.click(generate, gen_inputs, [gen_gallery], api_name="generate", **MODEL_EVENT)
+                _bind(gen_button, generate, gen_inputs, [gen_gallery], "generate", gen_status, board, MODEL_EVENT)
                 gr.Examples([[e, *sampling_example] for e in emotions[:4]], gen_inputs, **fill_only)
 
             with gr.Tab("Transfer", id="transfer"):
@@ -221,11 +312,13 @@ def build_demo(pipe) -> gr.Blocks:
                                        label="Object (pick one or type your own)", elem_id="tr-noun")
                 tr_sampling = _sampling_controls(pipe, limits, "tr", "transfer_guidance_scale")
                 tr_button = gr.Button("Transfer", variant="primary", elem_id="tr-button")
+                tr_status = _status("tr-status")
                 with gr.Row():
                     neutral = _gallery("The object alone (same seeds)", "tr-neutral", columns=2)
                     transferred = _gallery("With the emotion", "tr-gallery", columns=2)
                 tr_inputs = [tr_emotion, noun, *tr_sampling]
-                tr_button.click(transfer, tr_inputs, [transferred, neutral], api_name="transfer", **MODEL_EVENT)
+                _bind(tr_button, transfer, tr_inputs, [transferred, neutral], "transfer", tr_status, board,
+                      MODEL_EVENT)
                 pairs = list(zip(emotions[1::2], nouns[::2], strict=False))  # mixes valences and objects
                 tr_example = [*sampling_example[:-1], defaults["transfer_guidance_scale"]]
                 gr.Examples([[e, n, *tr_example] for e, n in pairs], tr_inputs, **fill_only)
@@ -241,10 +334,11 @@ def build_demo(pipe) -> gr.Blocks:
                     sweep = gr.Checkbox(value=False, label="Also sweep the weight (0, 0.25, 0.5, 0.75, 1)")
                 fu_sampling = _sampling_controls(pipe, limits, "fu")
                 fu_button = gr.Button("Fuse", variant="primary", elem_id="fu-button")
+                fu_status = _status("fu-status")
                 fused = _gallery("Fused images", "fu-gallery")
                 strip = _gallery("Weight sweep (same seed)", "fu-sweep", columns=len(handlers.SWEEP_WEIGHTS))
                 fu_inputs = [emotion_a, emotion_b, weight, sweep, *fu_sampling]
-                fu_button.click(fuse, fu_inputs, [fused, strip], api_name="fuse", **MODEL_EVENT)
+                _bind(fu_button, fuse, fu_inputs, [fused, strip], "fuse", fu_status, board, MODEL_EVENT)
                 combos = [(emotions[0], e) for e in emotions[1:]][:3]
                 gr.Examples([[a, b, 0.5, True, 1, *sampling_example[1:]] for a, b in combos], fu_inputs,
                             **fill_only)

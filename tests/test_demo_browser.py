@@ -10,6 +10,7 @@ way). The model is the session's tiny test model, or ``UNIEMO_E2E_MODEL`` when s
     UNIEMO_E2E_MODEL=assets/uniemo-tiny UNIEMO_SCREENSHOTS_DIR=assets/screenshots pytest tests/test_demo_browser.py
 """
 
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -145,11 +147,23 @@ def set_steps(page, prefix: str, steps: int) -> None:
     box.press("Enter")
 
 
-def test_the_page_names_the_model(page, model_dir):
+def test_the_page_names_the_model_not_its_path(page, model_dir):
     line = page.locator("#model-line")
     line.wait_for()
-    assert str(model_dir) in line.inner_text()
+    assert model_dir.name in line.inner_text()
+    assert str(model_dir.parent) not in page.content() and str(ROOT) not in page.content()
     assert page.get_by_role("tab").all_inner_texts() == ["Understand", "Generate", "Transfer", "Fuse", "About"]
+
+
+def test_understand_warns_when_the_model_knows_only_emoshapes(page, model_dir):
+    from demo.handlers import trained_on_emoshapes
+
+    info = json.loads((model_dir / "uniemo.json").read_text())
+    notice = page.locator("#cls-notice")
+    if trained_on_emoshapes(SimpleNamespace(info=info)):  # the bundled UniEmo-Tiny
+        assert "not to be trusted" in notice.inner_text()
+    else:
+        assert notice.count() == 0
 
 
 def test_understand_an_example_and_an_upload(page, shoot):
@@ -220,9 +234,18 @@ def test_a_broken_upload_shows_a_clear_message(page, shoot, tmp_path):
     # the toast slides in; wait until it is fully shown so that the screenshot has it
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=toast-body]')]"
                            ".some(t => getComputedStyle(t).opacity === '1')")
+    status = page.locator("#cls-status")
+    page.wait_for_function("() => document.querySelector('#cls-status').innerText"
+                           ".includes('truncated or corrupt')")
     shoot(page, "error", full_page=False)  # the toast is fixed to the viewport
-    # and the page still works: a good image right after is classified
+    # the pop-up goes; the message stays in the tab's status line
+    for close in page.locator("[data-testid=toast-close]").all():
+        close.click()
+    page.wait_for_function("() => !document.querySelector('[data-testid=toast-body]')")
+    assert "truncated or corrupt" in status.inner_text()
+    # and the page still works: a good image right after is classified, and the status line is cleared
     page.locator("#cls-image input[type=file]").set_input_files(str(EXAMPLES[1]))
     page.locator("#cls-button").click()
     wait_for_new_image(page, "#cls-scene", None)
     assert "%" in page.locator("#cls-label").inner_text()
+    page.wait_for_function("() => document.querySelector('#cls-status').innerText.trim() === ''")

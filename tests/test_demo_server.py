@@ -2,9 +2,12 @@
 
 One server per module on a free 127.0.0.1 port, launched the way ``app.py`` launches it (same queue and
 upload limits), with the tiny model. Bad inputs must come back as errors whose message says what is wrong,
-and the server must answer the next request.
+and the server must answer the next request. A request that names a file on the server instead of uploading
+one learns nothing about it, and the page never shows where the server keeps the repository or the model.
 """
 
+import json
+import os
 import socket
 import struct
 import time
@@ -21,9 +24,11 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from demo.handlers import NOT_UPLOADED  # noqa: E402
 from uniemo import EMOTIONS, UniEmoPipeline  # noqa: E402
 
-EXAMPLE = min((Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.png"))
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = min((ROOT / "assets" / "examples").glob("*.png"))
 ENDPOINTS = {"/classify", "/generate", "/transfer", "/fuse"}
 STEPS = 2
 
@@ -202,3 +207,127 @@ def example_copy(tmp_path_factory):
     path = tmp_path_factory.mktemp("server_side") / "secret.png"
     path.write_bytes(EXAMPLE.read_bytes())
     return path
+
+
+# ---------------------------------------------------------------------------------- files on the server
+
+# gradio components whose value is a file (FileData): an endpoint with one of these as input takes a file
+FILE_COMPONENTS = {"image", "file", "gallery", "video", "audio", "model3d", "imageeditor", "imageslider",
+                   "annotatedimage", "multimodaltextbox", "uploadbutton", "simpleimage"}
+
+
+@pytest.fixture(scope="module")
+def config(server):
+    return httpx.get(f"{server}config").json()
+
+
+def file_endpoints(config) -> dict[str, list]:
+    """Every endpoint a client may call that takes a file: api name -> its input components' (type, value)."""
+    components = {c["id"]: c for c in config["components"]}
+    endpoints = {}
+    for dep in config["dependencies"]:
+        inputs = [(components[i]["type"], components[i].get("props", {}).get("value")) for i in dep["inputs"]]
+        if dep.get("api_name") and dep.get("api_visibility") != "private" and any(
+                kind in FILE_COMPONENTS for kind, _ in inputs):
+            endpoints[dep["api_name"]] = inputs
+    return endpoints
+
+
+def call_raw(server, api_name: str, data: list) -> list[tuple[str, str]]:
+    """``POST /gradio_api/call/<api_name>`` as any HTTP client can, then the (event, data) pairs of its result."""
+    event = httpx.post(f"{server}gradio_api/call/{api_name}", json={"data": data})
+    assert event.status_code == 200, event.text
+    stream = httpx.get(f"{server}gradio_api/call/{api_name}/{event.json()['event_id']}", timeout=120).text
+    events, name = [], None
+    for line in stream.splitlines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: ") and name not in (None, "heartbeat"):
+            events.append((name, line.removeprefix("data: ")))
+    return events
+
+
+@pytest.fixture(scope="module")
+def server_files(tmp_path_factory):
+    """An image, a text file and a missing file, outside gradio's upload folder and the bundled examples."""
+    import gradio.utils
+
+    folder = tmp_path_factory.mktemp("server_files")
+    assert not folder.resolve().is_relative_to(Path(gradio.utils.get_upload_folder()).resolve())
+    image = folder / "holiday.png"
+    Image.open(EXAMPLE).resize((96, 80)).save(image)
+    text = folder / "passwords.txt"
+    text.write_text("root:hunter2\n" * 50)
+    return {"image": image, "non-image": text, "missing": folder / "nothing-here.png"}
+
+
+def test_an_endpoint_that_takes_a_file_opens_only_uploads(server, config, server_files):
+    """Every endpoint that takes a file, sent a path on the server (no ``meta``, so gradio passes it through
+    untouched), answers the same refusal for an image, a non-image and a missing file: no overlay, no size,
+    nothing that tells them apart. The same path written with ``..`` through the upload folder is refused
+    alike; a bare string never reaches the handler (gradio's own check fails it), and says nothing either."""
+    import gradio.utils
+
+    endpoints = file_endpoints(config)
+    assert "classify" in endpoints
+    upload_folder = gradio.utils.get_upload_folder()
+    sizes = [str(path.stat().st_size) for path in server_files.values() if path.exists()]
+    for api_name, inputs in endpoints.items():
+        for form in ("path", "dotted path", "bare string"):
+            answers = []
+            for case, path in server_files.items():
+                dotted = os.path.join(upload_folder, os.path.relpath(path, upload_folder))
+                value = {"path": {"path": str(path), "dotted path": dotted}[form]} if "path" in form else str(path)
+                data = [value if kind in FILE_COMPONENTS else default for kind, default in inputs]
+                events = call_raw(server, api_name, data)
+                assert [name for name, _ in events] == ["error"], (api_name, form, case, events)
+                text = json.dumps(events)
+                for leak in ["holiday", "passwords", "nothing-here", "96", "80", *sizes]:
+                    assert leak not in text, (api_name, form, case, leak)
+                answers.append(json.loads(events[0][1]))
+            assert answers[0] == answers[1] == answers[2], (api_name, form, answers)
+            if form != "bare string":
+                assert answers[0]["error"] == NOT_UPLOADED
+
+
+def test_an_uploaded_file_named_by_its_path_is_classified(server):
+    """The check lets through what gradio itself stored: a file sent to /gradio_api/upload, then named by
+    the path the upload returned (still without ``meta``)."""
+    with open(EXAMPLE, "rb") as f:
+        uploaded = httpx.post(f"{server}gradio_api/upload", files={"files": (EXAMPLE.name, f, "image/png")})
+    events = call_raw(server, "classify", [{"path": uploaded.json()[0]}])
+    assert [name for name, _ in events] == ["complete"]
+    assert json.loads(events[0][1])[0]["label"] in EMOTIONS
+
+
+def test_the_page_shows_no_server_path(server, tiny_model_dir):
+    texts = {"page": httpx.get(server).text, "config": httpx.get(f"{server}config").text,
+             "api info": httpx.get(f"{server}gradio_api/info").text}
+    for where, text in texts.items():
+        for path in {ROOT, ROOT.resolve(), tiny_model_dir, tiny_model_dir.resolve()}:
+            assert str(path) not in text, (where, path)
+    assert f"{tiny_model_dir.parent.name}/{tiny_model_dir.name}" in texts["config"]  # named, by folder
+
+
+def test_an_error_stays_in_the_tabs_status_line(client, server, config, tmp_path):
+    """After a failed run the tab's status line holds the message (the pop-up fades); after a good run it is
+    empty again. The page fetches it with the event chained after each model event, in its own session."""
+    components = {c["id"]: c for c in config["components"]}
+
+    def status_line() -> str:
+        classify = next(d for d in config["dependencies"] if d.get("api_name") == "classify")
+        chained = next(d for d in config["dependencies"]
+                       if d.get("trigger_after") == classify["id"] and d.get("trigger_only_on_failure"))
+        assert [components[i]["props"]["elem_id"] for i in chained["outputs"]] == ["cls-status"]
+        response = httpx.post(f"{server}gradio_api/run/predict",
+                              json={"fn_index": chained["id"], "data": [], "session_hash": client.session_hash,
+                                    "event_data": None, "trigger_id": None})
+        assert response.status_code == 200, response.text
+        return response.json()["data"][0]
+
+    with pytest.raises(AppError, match="not an image file"):
+        client.predict(_text_file(tmp_path), api_name="/classify")
+    line = status_line()
+    assert "not an image file" in line and "notes.png" in line
+    client.predict(handle_file(str(EXAMPLE)), api_name="/classify")
+    assert status_line() == ""
