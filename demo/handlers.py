@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from uniemo.constants import NEUTRAL_NOUNS
+from uniemo.data.base import upright
 from uniemo.pipeline import MAX_GUIDANCE, MAX_NOUN_CHARS, MAX_STEPS, load_input_image
 from uniemo.viz import attention_overlay
 
@@ -227,17 +228,6 @@ def check_uploaded(path: str | os.PathLike, folders: Sequence[str | os.PathLike]
     if not inside:
         raise ValueError(NOT_UPLOADED)
     return real
-
-
-def upright(image: Image.Image) -> Image.Image:
-    """The image the way a person sees it: its EXIF orientation applied (phones store photos sideways and tag
-    them with a rotation). An image without the tag, or with unreadable EXIF, comes back as it is."""
-    try:
-        if image.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1):
-            return image
-        return ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError):
-        return image
 
 
 def read_image(image: Any, folders: Sequence[str | os.PathLike] | None = None) -> Image.Image:

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from uniemo.constants import NEUTRAL_NOUNS, PLACEHOLDER_TOKEN
 
@@ -81,6 +81,7 @@ class EmotionPrediction:
 def load_input_image(image) -> Image.Image:
     """PIL image, path or (H, W[, C]) uint8 array -> upright (EXIF orientation applied) RGB PIL image; a clear
     ``ValueError`` otherwise."""
+    from uniemo.data.base import upright
     from uniemo.data.transforms import to_rgb
 
     if isinstance(image, (str, os.PathLike)):
@@ -99,7 +100,7 @@ def load_input_image(image) -> Image.Image:
     try:
         image.load()
         # a phone photo stores its rotation in EXIF: apply it, so the model sees the picture upright
-        return to_rgb(ImageOps.exif_transpose(image))
+        return to_rgb(upright(image))
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"the image could not be decoded: {e}") from e
 

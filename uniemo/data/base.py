@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from torch.utils.data import Dataset
 
 from uniemo.data.transforms import to_rgb
@@ -54,6 +54,18 @@ class ImageEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """The image the way a person sees it: its EXIF orientation applied (phones store photos sideways and tag
+    them with a rotation). An image without the tag, or with unreadable EXIF, comes back as it is (the same
+    object)."""
+    try:
+        if image.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1):
+            return image
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
+        return image
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image fully decoded as RGB, or raise ``UnreadableImageError`` naming the path.
 
@@ -63,8 +75,9 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            # to_rgb returns a new image (convert copies), so it outlives the closed file.
-            return to_rgb(image)
+            # to_rgb returns a new image (convert copies), so it outlives the closed file; the EXIF
+            # orientation is applied first, so a phone photo is seen upright in training as in inference.
+            return to_rgb(upright(image))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         # UnidentifiedImageError and "image file is truncated" are both OSError; some plugins raise
         # SyntaxError or ValueError on malformed headers.
