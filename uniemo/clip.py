@@ -2,24 +2,32 @@
 
 Pretrained CLIP (image and text towers) is loaded with transformers' ``CLIPModel`` from a Hub id
 (``openai/clip-vit-base-patch32``, ``openai/clip-vit-base-patch16``, ``openai/clip-vit-large-patch14``) when
-online, or from a local folder in the transformers layout (``config.json`` + ``model.safetensors``) offline.
-UniEmo-Tiny's own tiny CLIP is saved in that same layout, so the real and the tiny paths share this code.
-OpenAI / open_clip state dicts (keys ``visual.conv1.weight`` ...) are also accepted by ``init_from_clip``,
-since our classifier uses OpenAI's parameter names.
+online, from a local folder in the transformers layout (``config.json`` + ``model.safetensors``) offline, or
+from one OpenAI-format file (``ViT-B-32.pt`` as OpenAI released it, a TorchScript archive; or a plain state
+dict in ``.pt`` / ``.safetensors`` with OpenAI's key names ``visual.conv1.weight``, ``token_embedding.weight``
+...), which is converted to a ``CLIPModel`` on load and paired with the real BPE tokenizer.
+UniEmo-Tiny's own tiny CLIP is saved in the transformers layout, so the real and the tiny paths share this code.
+OpenAI / open_clip state dicts are also accepted by ``init_from_clip``, since our classifier uses OpenAI's
+parameter names.
 
-``init_from_clip`` is a plain key map with shape asserts (nanoGPT's ``from_pretrained`` idea): the only
-function that knows the library's weight names.
+The name pairs below (``_tower_pairs``) are the only place that knows both libraries' weight names: a plain
+key map with shape asserts (nanoGPT's ``from_pretrained`` idea), read in one direction by ``init_from_clip``
+and in the other by the OpenAI-file loader.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from uniemo.classifier import EmoClassifier, EmoClassifierConfig
+from uniemo.training.checks import CLIP_FILE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -32,29 +40,136 @@ CLIP_HUB_IDS = {
 
 
 def load_clip(name_or_path: str, device: str | torch.device = "cpu"):
-    """Load a transformers ``CLIPModel`` and its tokenizer (Hub id or local folder), eval mode, frozen.
+    """Load a transformers ``CLIPModel`` and its tokenizer, eval mode, frozen.
+
+    Args:
+        name_or_path: a Hub id, a local folder in the transformers layout, or an OpenAI-format file
+            (``.pt`` TorchScript archive or state dict, ``.safetensors`` state dict; see ``load_openai_clip``).
 
     Returns:
         (clip_model, tokenizer)
     """
     from transformers import CLIPModel, CLIPTokenizer
 
-    path = Path(name_or_path)
-    if name_or_path.startswith((".", "/", "~")) or path.exists():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{name_or_path!r} is not a CLIP folder (no config.json); expected the transformers layout "
-                "written by CLIPModel.save_pretrained"
-            )
-    try:
-        model = CLIPModel.from_pretrained(name_or_path)
-        tokenizer = CLIPTokenizer.from_pretrained(name_or_path)
-    except OSError as e:
-        raise OSError(
-            f"could not load CLIP from {name_or_path!r}: {e}. Offline (HF_HUB_OFFLINE=1) only local folders "
-            "or models already in the Hugging Face cache can be loaded."
-        ) from e
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        model, tokenizer = load_openai_clip(path)
+    else:
+        if name_or_path.startswith((".", "/", "~")) or path.exists():
+            if not (path / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"{name_or_path!r} is neither a CLIP folder (no config.json; expected the transformers layout "
+                    "written by CLIPModel.save_pretrained) nor an OpenAI-format file "
+                    f"({', '.join(CLIP_FILE_SUFFIXES)})"
+                )
+            name_or_path = str(path)
+        try:
+            model = CLIPModel.from_pretrained(name_or_path)
+            tokenizer = CLIPTokenizer.from_pretrained(name_or_path)
+        except OSError as e:
+            raise OSError(
+                f"could not load CLIP from {name_or_path!r}: {e}. Offline (HF_HUB_OFFLINE=1) only local folders, "
+                "OpenAI-format files or models already in the Hugging Face cache can be loaded."
+            ) from e
     model.eval().requires_grad_(False).to(device)
+    return model, tokenizer
+
+
+def read_openai_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of an OpenAI-format CLIP file, never unpickling arbitrary objects.
+
+    ``.safetensors`` is read with safetensors; a ``.pt`` that is a TorchScript archive (OpenAI's releases)
+    with ``torch.jit.load``, otherwise with ``torch.load(weights_only=True)`` (a plain state dict, or an
+    open_clip training checkpoint ``{"state_dict": {"module.visual...": ...}}``).
+    """
+    path = Path(path)
+    if path.suffix not in CLIP_FILE_SUFFIXES:
+        raise ValueError(f"{str(path)!r}: an OpenAI-format CLIP file ends in {', '.join(CLIP_FILE_SUFFIXES)}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:  # what torch.load itself checks to recognise TorchScript
+            scripted = any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+        if scripted:
+            with warnings.catch_warnings():  # TorchScript is deprecated, but OpenAI's files are TorchScript
+                warnings.simplefilter("ignore", FutureWarning)
+                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = _strip(state["state_dict"], ("module.",))
+    if not isinstance(state, dict):
+        raise ValueError(f"{str(path)!r} holds a {type(state).__name__}, not a CLIP state dict")
+    return state
+
+
+def openai_clip_config(state: dict[str, Tensor]):
+    """A transformers ``CLIPConfig`` with the geometry of an OpenAI-format ViT CLIP state dict.
+
+    Read from the tensor shapes as OpenAI's ``build_model`` (and open_clip's
+    ``build_model_from_openai_state_dict``) do; neither format stores head counts, so both towers have
+    OpenAI's 64-wide heads. The special-token ids are the BPE tokenizer's.
+    """
+    from transformers import CLIPConfig
+
+    if "visual.proj" not in state:
+        kind = "a ResNet CLIP (visual.layer1 ...)" if any(k.startswith("visual.layer1.") for k in state) else \
+            "not an OpenAI-format CLIP (no visual.proj)"
+        raise ValueError(f"the file holds {kind}; only ViT CLIPs convert to transformers' CLIPModel")
+
+    def layers(prefix: str) -> int:
+        pattern = re.compile(re.escape(prefix) + r"transformer\.resblocks\.(\d+)\.attn\.in_proj_weight")
+        return len({m.group(1) for m in map(pattern.fullmatch, state) if m})
+
+    def heads(width: int, tower: str) -> int:
+        if width % 64:
+            raise ValueError(f"the {tower} width {width} is not a multiple of OpenAI's head width 64")
+        return width // 64
+
+    width, _, patch, _ = state["visual.conv1.weight"].shape
+    grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    text_width = state["ln_final.weight"].shape[0]
+    vocab_size, context_length = state["token_embedding.weight"].shape[0], state["positional_embedding"].shape[0]
+    if vocab_size != 49408:
+        raise ValueError(f"the text tower has {vocab_size} tokens; OpenAI's BPE tokenizer has 49408")
+    vision_layers, text_layers = layers("visual."), layers("")
+    return CLIPConfig(
+        vision_config=dict(
+            image_size=patch * grid, patch_size=patch, hidden_size=width, num_hidden_layers=vision_layers,
+            num_attention_heads=heads(width, "vision"), hidden_act="quick_gelu",
+            intermediate_size=state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+        ),
+        text_config=dict(
+            vocab_size=vocab_size, max_position_embeddings=context_length, hidden_size=text_width,
+            num_hidden_layers=text_layers, num_attention_heads=heads(text_width, "text"), hidden_act="quick_gelu",
+            intermediate_size=state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+            bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+        ),
+        projection_dim=state["text_projection"].shape[1],
+    )
+
+
+def load_openai_clip(path: str | Path):
+    """An OpenAI-format CLIP file as a transformers ``CLIPModel`` (fp32) and the real 49 408-token tokenizer.
+
+    Returns:
+        (clip_model, tokenizer); ``load_clip`` puts the model in eval mode and freezes it.
+    """
+    from transformers import CLIPModel
+
+    from uniemo.diffusion import build_clip_bpe_tokenizer
+
+    state = read_openai_state_dict(path)
+    config = openai_clip_config(state)
+    layers = config.vision_config.num_hidden_layers, config.text_config.num_hidden_layers
+    try:
+        mapped = _map_openai_keys(state, *layers)
+    except KeyError as e:
+        raise ValueError(f"{str(path)!r} lacks the CLIP tensor {e.args[0]!r}") from None
+    model = CLIPModel(config)
+    model.load_state_dict({k: v.float() for k, v in mapped.items()}, strict=True)  # OpenAI's files are fp16
+    tokenizer = build_clip_bpe_tokenizer(model_max_length=config.text_config.max_position_embeddings)
     return model, tokenizer
 
 
@@ -82,28 +197,58 @@ def _strip(state: dict[str, Tensor], prefixes: tuple[str, ...]) -> dict[str, Ten
     return state
 
 
+# (OpenAI name, transformers name) of each tower's tensors outside the residual blocks
+_VISION_STEM = (
+    ("conv1.weight", "embeddings.patch_embedding.weight"),
+    ("class_embedding", "embeddings.class_embedding"),
+    ("positional_embedding", "embeddings.position_embedding.weight"),
+    ("ln_pre.weight", "pre_layrnorm.weight"), ("ln_pre.bias", "pre_layrnorm.bias"),
+    ("ln_post.weight", "post_layernorm.weight"), ("ln_post.bias", "post_layernorm.bias"),
+)
+_TEXT_STEM = (
+    ("token_embedding.weight", "embeddings.token_embedding.weight"),
+    ("positional_embedding", "embeddings.position_embedding.weight"),
+    ("ln_final.weight", "final_layer_norm.weight"), ("ln_final.bias", "final_layer_norm.bias"),
+)
+_BLOCK = (("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2"),
+          ("attn.out_proj", "self_attn.out_proj"), ("attn.in_proj", "self_attn.{}_proj"))
+
+
+def _tower_pairs(stem: tuple[tuple[str, str], ...], layers: int) -> list[tuple[str, str]]:
+    """(OpenAI name, transformers name) of every tensor of one tower (names relative to the tower).
+
+    A transformers name with ``{}`` stands for its q, k and v tensors, which OpenAI packs into one ``in_proj``
+    (in that order, as ``nn.MultiheadAttention`` does); OpenAI writes ``in_proj_weight``, not ``in_proj.weight``.
+    """
+    pairs = list(stem)
+    for i in range(layers):
+        for a, b in _BLOCK:
+            for p in ("weight", "bias"):
+                openai = f"transformer.resblocks.{i}.{a}{'_' if a == 'attn.in_proj' else '.'}{p}"
+                pairs.append((openai, f"encoder.layers.{i}.{b}.{p}"))
+    return pairs
+
+
 def _map_transformers_keys(state: dict[str, Tensor], layers: int) -> dict[str, Tensor]:
     """transformers CLIPVisionModel / CLIPModel.vision_model names -> OpenAI names (ours)."""
-    out = {
-        "conv1.weight": state["embeddings.patch_embedding.weight"],
-        "class_embedding": state["embeddings.class_embedding"],
-        "positional_embedding": state["embeddings.position_embedding.weight"],
-        "ln_pre.weight": state["pre_layrnorm.weight"],
-        "ln_pre.bias": state["pre_layrnorm.bias"],
-        "ln_post.weight": state["post_layernorm.weight"],
-        "ln_post.bias": state["post_layernorm.bias"],
-    }
-    for i in range(layers):
-        src, dst = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
-        attn = src + "self_attn."
-        # q, k, v packed in that order, as nn.MultiheadAttention / OpenAI CLIP store them
-        out[dst + "attn.in_proj_weight"] = torch.cat([state[attn + f"{p}_proj.weight"] for p in "qkv"])
-        out[dst + "attn.in_proj_bias"] = torch.cat([state[attn + f"{p}_proj.bias"] for p in "qkv"])
-        out[dst + "attn.out_proj.weight"] = state[attn + "out_proj.weight"]
-        out[dst + "attn.out_proj.bias"] = state[attn + "out_proj.bias"]
-        for a, b in (("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
-            out[dst + a + ".weight"] = state[src + b + ".weight"]
-            out[dst + a + ".bias"] = state[src + b + ".bias"]
+    return {openai: torch.cat([state[hf.format(p)] for p in "qkv"]) if "{}" in hf else state[hf]
+            for openai, hf in _tower_pairs(_VISION_STEM, layers)}
+
+
+def _map_openai_keys(state: dict[str, Tensor], vision_layers: int, text_layers: int) -> dict[str, Tensor]:
+    """A whole OpenAI-format CLIP state dict -> transformers ``CLIPModel`` names."""
+    out = {"logit_scale": state["logit_scale"],
+           # OpenAI's projections are (width, proj) matrices applied as x @ proj; nn.Linear stores the transpose
+           "visual_projection.weight": state["visual.proj"].t(),
+           "text_projection.weight": state["text_projection"].t()}
+    for openai_prefix, hf_prefix, stem, layers in (("visual.", "vision_model.", _VISION_STEM, vision_layers),
+                                                   ("", "text_model.", _TEXT_STEM, text_layers)):
+        for openai, hf in _tower_pairs(stem, layers):
+            tensor = state[openai_prefix + openai]
+            if "{}" in hf:
+                out.update({hf_prefix + hf.format(p): t for p, t in zip("qkv", tensor.chunk(3))})
+            else:
+                out[hf_prefix + hf] = tensor
     return out
 
 
