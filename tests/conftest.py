@@ -60,15 +60,21 @@ def tiny_classifier():
 
 @pytest.fixture(autouse=True)
 def _reset_accelerate_state():
-    """accelerate's AcceleratorState is a process-wide singleton; reset it around every test."""
-    yield
-    try:
-        from accelerate.state import AcceleratorState, GradientState
+    """accelerate's AcceleratorState is a process-wide singleton; reset it around every test (also before it:
+    the session fixtures this test asked for may have just trained with another precision)."""
 
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
-    except Exception:  # accelerate not imported by this test
-        pass
+    def reset():
+        try:
+            from accelerate.state import AcceleratorState, GradientState
+
+            AcceleratorState._reset_state(True)
+            GradientState._reset_state()
+        except Exception:  # accelerate not imported by this test
+            pass
+
+    reset()
+    yield
+    reset()
 
 
 def write_learnable_emoset(root, per_class_train=24, per_class_val=8, size=32, seed=0):

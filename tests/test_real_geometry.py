@@ -19,8 +19,8 @@ which each of the UNet's three downsamplings halves its input exactly (8 -> 4 ->
 has to resize the up path.
 
 Marked ``rehearsal`` (and ``slow``); CI runs it. On 2 CPU cores it took 1.5 minutes on an idle machine (up to
-about 5 on a busy one) and peaks at about 8 GB of memory (stage 2 in bf16, which writes the bf16 copy of SD 1.5
-into its model folder). The module prints its timings and peak memory at the end; ``pytest -m "not rehearsal"``
+about 5 on a busy one) and peaks at about 8 GB of memory (the bf16 model folder loaded back in bf16, with the
+training run's modules still alive in the same process). The module prints its timings and peak memory at the end; ``pytest -m "not rehearsal"``
 leaves it out.
 """
 
@@ -195,7 +195,7 @@ def test_scripts_and_pipeline_end_to_end(world, stage1_fp32, probe, precision):
 
     The fp32 model folder refers to the diffusion base by its path, as a folder trained from the Hub's SD 1.5
     does (and saves writing and holding a second fp32 copy of the UNet); the bf16 one carries its own copy of the
-    base, saved from the bf16-cast modules, and draws a validation grid during training.
+    base (copied file for file, not from the bf16-cast modules), and draws a validation grid during training.
     """
     from train.joint import main
 

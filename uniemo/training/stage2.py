@@ -493,18 +493,21 @@ def write_model_folder(out: Path, inner, attributes, correlation, space, pipe, c
     if copy is None:  # local bases are copied; a trained UNet is always written, whatever the base
         copy = Path(base).exists() or cfg.model.train_unet
     if copy:
-        from uniemo.diffusion import add_placeholder_token, load_stable_diffusion
+        from uniemo.diffusion import load_stable_diffusion
 
-        # Written in float32 whatever the training precision: the frozen parts come fresh from the base (the
-        # training copies may have been cast to fp16 / bf16), the UNet from training when it was trained.
-        full = load_stable_diffusion(base, torch_dtype=torch.float32)
-        if cfg.model.train_unet:
-            full.unet.load_state_dict({k: v.float() for k, v in pipe.unet.state_dict().items()})
-        add_placeholder_token(full.tokenizer, full.text_encoder, initializer_token=cfg.model.placeholder_initializer)
         # write beside, then swap in: a half-written or concurrently replaced folder never stays behind
         staging = out / f".diffusion-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        full.save_pretrained(staging, safe_serialization=True)
+        # The frozen parts as the base has them (the training copies may have been cast to fp16 / bf16): a local
+        # base is copied file for file, a Hub base written once in float32. The placeholder token is not
+        # stored: from_pretrained adds it back the same way.
+        if Path(base).exists():
+            shutil.copytree(base, staging, ignore=shutil.ignore_patterns(".*"))
+        else:
+            load_stable_diffusion(base, torch_dtype=torch.float32).save_pretrained(staging, safe_serialization=True)
+        if cfg.model.train_unet:  # the trained UNet, from its float32 master weights
+            shutil.rmtree(staging / "unet")
+            pipe.unet.save_pretrained(staging / "unet", safe_serialization=True)
         shutil.rmtree(out / "diffusion", ignore_errors=True)
         os.replace(staging, out / "diffusion")
         base = "diffusion/"
