@@ -317,7 +317,9 @@ def load_stable_diffusion(
         raise ValueError(f"{name!r} has no safety checker to switch on (its model_index.json lists none)")
     extra = {} if safety_checker else {"safety_checker": None, "feature_extractor": None,
                                        "requires_safety_checker": False}
-    return StableDiffusionPipeline.from_pretrained(name, dtype=torch_dtype, **hub_kwargs, **extra)
+    # safetensors only: a folder holding nothing but pickled .bin weights is refused, never unpickled
+    return StableDiffusionPipeline.from_pretrained(name, dtype=torch_dtype, use_safetensors=True, **hub_kwargs,
+                                                   **extra)
 
 
 def add_placeholder_token(
