@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # no folder, bad folder, no CUDA
         sys.exit(f"error: cannot load the model {model!r}: {e}")
 
-    from demo.handlers import model_fingerprint
+    from demo.about import model_fingerprint
     from demo.ui import MAX_FILE_SIZE, QUEUE_MAX_SIZE, build_demo
 
     # Cached example outputs are stored per model, so switching models never shows another model's results.

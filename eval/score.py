@@ -239,7 +239,7 @@ def clip_fid_extractor(clip: str | None, device):
 
     from uniemo.clip import load_clip
     from uniemo.constants import CLIP_MEAN, CLIP_STD
-    from uniemo.correlation import clip_image_embeddings
+    from uniemo.probe import clip_image_embeddings
 
     if not clip:
         raise ValueError("--fid-feature-extractor clip needs --clip (a CLIP folder or Hub id)")

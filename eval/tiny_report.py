@@ -60,7 +60,7 @@ class TinyClipJudge:
         import torch
         from PIL import Image
 
-        from uniemo.correlation import clip_image_embeddings
+        from uniemo.probe import clip_image_embeddings
 
         x = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((self.size, self.size),
                          Image.BICUBIC)).copy()).permute(2, 0, 1) for im in images]).float() / 255
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from eval import understanding as eval_understanding
     from uniemo import UniEmoPipeline
-    from uniemo.correlation import EmotionProbe
+    from uniemo.probe import EmotionProbe
     from uniemo.data import build_dataset
 
     model_dir = Path(args.model)

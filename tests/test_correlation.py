@@ -13,11 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from uniemo.constants import EMOTIONS
-from uniemo.correlation import (
-    CorrelationTable,
+from uniemo.correlation import CorrelationTable, build_correlation_table
+from uniemo.probe import (
     EmotionProbe,
     EmotionProbeConfig,
-    build_correlation_table,
     clip_image_embeddings,
     probe_accuracy,
     probe_probabilities,

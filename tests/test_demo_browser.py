@@ -156,7 +156,7 @@ def test_the_page_names_the_model_not_its_path(page, model_dir):
 
 
 def test_understand_warns_when_the_model_knows_only_emoshapes(page, model_dir):
-    from demo.handlers import trained_on_emoshapes
+    from demo.about import trained_on_emoshapes
 
     info = json.loads((model_dir / "uniemo.json").read_text())
     notice = page.locator("#cls-notice")

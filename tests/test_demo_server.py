@@ -24,7 +24,7 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from demo.handlers import NOT_UPLOADED  # noqa: E402
+from demo.uploads import NOT_UPLOADED  # noqa: E402
 from uniemo import EMOTIONS, UniEmoPipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -123,7 +123,7 @@ def embed_split(clip_model, dataset, batch_size: int, num_workers: int, device, 
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from uniemo.correlation import clip_image_embeddings
+    from uniemo.probe import clip_image_embeddings
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate_counting_skips)
@@ -156,13 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from uniemo.clip import AttributeTextEncoder
-    from uniemo.correlation import (
-        EmotionProbeConfig,
-        build_correlation_table,
-        probe_accuracy,
-        probe_probabilities,
-        train_probe,
-    )
+    from uniemo.correlation import build_correlation_table
+    from uniemo.probe import EmotionProbeConfig, probe_accuracy, probe_probabilities, train_probe
     from uniemo.data import build_dataset, build_transform
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -33,7 +33,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from uniemo.constants import CLIP_MEAN, CLIP_STD, EMOTIONS
-from uniemo.correlation import EmotionProbe, EmotionProbeConfig, clip_image_embeddings
+from uniemo.probe import EmotionProbe, EmotionProbeConfig, clip_image_embeddings
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
-"""Dataset loaders: every source yields the same record (METHOD.md section 2).
+"""Dataset loaders: every source yields the same record (docs/method.md section 2).
 
 ``build_dataset(name, root, split, ...)`` picks the loader by name; ``collate_records`` batches the records
 and drops images skipped as unreadable. Only torch, torchvision and PIL are imported here (no gradio or
 diffusers), so train/, eval/ and the tests can import this package cheaply.
 
-The EmoShapes generator (``uniemo/data/emoshapes.py``, the synthetic world of METHOD.md section 10) lives
-next to these loaders; its output is in EmoSet's layout, so ``build_dataset("emoshapes", ...)`` reads it
+The EmoShapes generator (the package ``uniemo.data.emoshapes``, the synthetic world of docs/EMOSHAPES.md)
+lives next to these loaders; its output is in EmoSet's layout, so ``build_dataset("emoshapes", ...)`` reads it
 with ``EmoSetDataset``.
 """
 

@@ -66,7 +66,7 @@ def caption_variant(record: dict, kind: str, which: int = 0) -> str:
     Captions alone would leave the bare names, which stage 1 embeds as attribute texts and transfer/neutral
     use as prompts, out of the towers' distribution; the short kinds put them in.
     """
-    from uniemo.data.emoshapes import _with_article
+    from uniemo.data.emoshapes import with_article as _with_article
 
     if kind == "caption":
         return record["caption"]
@@ -158,7 +158,7 @@ def clip_zero_shot_accuracy(model, tokenizer, records, size: int) -> dict:
     """Zero-shot accuracy of the tiny CLIP on held-out images: the scene, and one of the objects (named bare and
     with an article)."""
     from uniemo.constants import CLIP_MEAN, CLIP_STD
-    from uniemo.data.emoshapes import _with_article
+    from uniemo.data.emoshapes import with_article as _with_article
 
     pixels = load_pixels(records, size).float() / 255
     x = (pixels - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
