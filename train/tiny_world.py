@@ -167,6 +167,48 @@ def step_signatures(cfg: Config) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------------------
 
 
+# A first build's card text; a rebuild keeps the text of the card it replaces (assets/uniemo-tiny's is kept by
+# hand: how the bundle was built and tuned, and what eval/tiny_report.py measured).
+BUNDLE_INTRO = (
+    "A complete UniEmo model (expert-query classifier, fusion mappers, emotion space, α table, and a tiny "
+    "Stable Diffusion in the diffusers layout) trained from nothing on a CPU on **EmoShapes**, the project's "
+    "procedural synthetic world (images whose emotion is a fixed rule of their scene and objects). It exists so "
+    "that the demo, the tests and the whole method run for real on a machine with no GPU and no downloads. It "
+    "knows only EmoShapes' scenes and objects; it says nothing about real photographs.")
+BUNDLE_MADE = (
+    "**How it was made**: `python train/tiny_world.py` (settings in `tiny_world_config.yaml`, timings in "
+    "`build.json`): EmoShapes, a tiny CLIP and a tiny Stable Diffusion pretrained on its captions, then UniEmo "
+    "stage 1, the emotion probe and α table (`probe/`), stage 2 and the emotion space. `eval/tiny_report.py` "
+    "measures it (`report.json`).")
+
+
+def write_bundle_descriptor(out: Path, kept: dict) -> dict:
+    """The bundle's ``uniemo.json`` (stage 2's, with the bundle's recommendations) and model card, both written by
+    ``uniemo.model_folder.write_manifest``. ``kept``: what the card of the bundle being replaced held of its own
+    (``kept_card``), kept; a first build writes ``BUNDLE_INTRO`` and ``BUNDLE_MADE``."""
+    from uniemo.model_folder import read_manifest, write_manifest
+
+    info = read_manifest(out)
+    # recommended sampling for this tiny model, measured by eval/tiny_report.py (README, "How UniEmo-Tiny was
+    # tuned"): space_scale 0.5 recognises more generated images as their emotion than 1.0; transfer weighs the
+    # noun on its own (composable guidance, UniEmoPipeline.transfer), else the condition's objects crowd it out,
+    # and guides the condition less (4 rather than 7.5: the tiny SD draws its objects more faithfully)
+    info["sampler"] = {"scheduler": "unipc", "num_inference_steps": 25, "guidance_scale": 7.5, "space_scale": 0.5,
+                       "transfer_guidance_scale": 4.0, "noun_guidance_scale": 9.0}
+    # EmoShapes has no neutral objects and its SD knows no others: the demo's Transfer tab offers these
+    info["transfer_nouns"] = json.loads((out / "attributes.json").read_text())["objects"]
+    info["base_models"] = {"clip": "clip/ (tiny CLIP pretrained on EmoShapes captions)",
+                           "diffusion": "diffusion/ (tiny Stable Diffusion pretrained on EmoShapes captions)"}
+    info["stage1"] = "train/tiny_world.py"
+    story = ({"description": kept["description"]} if kept.get("description")
+             else {"description": BUNDLE_INTRO, "sections": [BUNDLE_MADE]})
+    # no derived table of numbers: eval/tiny_report.py measures the bundle after it is built, and the kept text
+    # quotes them
+    return write_manifest(out, info, title=kept.get("title", "UniEmo-Tiny"), metrics={}, **story,
+                          tags=[*kept.get("tags", []), "synthetic"],
+                          datasets=[*kept.get("datasets", []), "EmoShapes"])
+
+
 def main(argv: list[str] | None = None) -> dict:
     command_line = argv is None  # a bad config there prints the usage and exits 2
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -290,6 +332,9 @@ def main(argv: list[str] | None = None) -> dict:
                     f"resolution={cfg.sd.resolution}", f"out_dir={work / 'joint'}", *u.joint_overrides])
 
     out = Path(cfg.out)
+    from uniemo.model_folder import kept_card
+
+    kept = kept_card(out)  # the card's own text (the story of the bundle, written by hand) outlives the rebuild
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(work / "joint" / "final", out)
@@ -297,19 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
     # score generated images with them, as the paper scores with OpenAI CLIP.
     shutil.copytree(clip_dir, out / "clip")
     shutil.copytree(work / "probe" / "probe", out / "probe")
-    info = json.loads((out / "uniemo.json").read_text())
-    # recommended sampling for this tiny model, measured by eval/tiny_report.py (README, "How UniEmo-Tiny was
-    # tuned"): space_scale 0.5 recognises more generated images as their emotion than 1.0; transfer weighs the
-    # noun on its own (composable guidance, UniEmoPipeline.transfer), else the condition's objects crowd it out,
-    # and guides the condition less (4 rather than 7.5: the tiny SD draws its objects more faithfully)
-    info["sampler"] = {"scheduler": "unipc", "num_inference_steps": 25, "guidance_scale": 7.5, "space_scale": 0.5,
-                       "transfer_guidance_scale": 4.0, "noun_guidance_scale": 9.0}
-    # EmoShapes has no neutral objects and its SD knows no others: the demo's Transfer tab offers these
-    info["transfer_nouns"] = json.loads((out / "attributes.json").read_text())["objects"]
-    info["base_models"] = {"clip": "clip/ (tiny CLIP pretrained on EmoShapes captions)",
-                           "diffusion": "diffusion/ (tiny Stable Diffusion pretrained on EmoShapes captions)"}
-    info["stage1"] = "train/tiny_world.py"
-    (out / "uniemo.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_bundle_descriptor(out, kept)
     # the record of how it was made travels with the bundle
     shutil.copy(work / "config.yaml", out / "tiny_world_config.yaml")
     summary = {"stage1": stage1, "timings_seconds": timings, "total_seconds": round(time.time() - t_start, 1),

@@ -11,14 +11,14 @@ only place where the denoising loop is ours, and with the noun weighed like the 
 Seeds: image i of a call with ``seed=s`` uses seed ``s + i`` for both its emotion-space sample and its initial
 latents, so ``generate(e, num_images=2, seed=0)[1]`` equals ``generate(e, num_images=1, seed=1)[0]``.
 
-Model folder (INTERFACES.md): ``uniemo.json``, ``classifier/``, ``fusion/``, ``emotion_space.safetensors``,
+Model folder: ``uniemo.json``, ``classifier/``, ``fusion/``, ``emotion_space.safetensors``,
 ``attributes.json`` + ``attributes.safetensors``, optional ``correlation.safetensors`` + ``.json``, optional
-``diffusion/``. Only JSON and safetensors are read.
+``diffusion/``, and a Hugging Face model card ``README.md``. Only JSON and safetensors are read; ``uniemo.json``
+and the card are written and checked by ``uniemo.model_folder``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -31,11 +31,10 @@ import torch
 from PIL import Image
 
 from uniemo.constants import NEUTRAL_NOUNS, PLACEHOLDER_TOKEN
+from uniemo.model_folder import REQUIRED_COMPONENTS, kept_card, read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-REQUIRED_COMPONENTS = ("classifier", "fusion", "emotion_space", "attributes")
 SCHEDULERS = ("unipc", "ddim", "dpm++", "euler", "pndm")
 MAX_IMAGES = 16
 MAX_STEPS = 200
@@ -170,7 +169,8 @@ class UniEmoPipeline:
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str = "cpu",
                         dtype: torch.dtype | str | None = None, safety_checker: bool = False,
-                        torch_dtype: torch.dtype | str | None = None) -> UniEmoPipeline:
+                        torch_dtype: torch.dtype | str | None = None, revision: str | None = None
+                        ) -> UniEmoPipeline:
         """Load a model folder (or a Hugging Face Hub repo id, downloaded unless offline).
 
         Args:
@@ -182,6 +182,7 @@ class UniEmoPipeline:
             safety_checker: keep Stable Diffusion's safety checker (when the diffusion base has one) and run
                 it on every image; flagged images come back black, with ``image.info["nsfw"]`` True. Off by
                 default, as in training and evaluation.
+            revision: for a Hub repo, the branch, tag or commit to download (default: the main branch).
         """
         from uniemo.attributes import AttributeTargets
         from uniemo.classifier import EmoClassifier
@@ -193,6 +194,9 @@ class UniEmoPipeline:
             raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass only dtype")
         dtype = resolve_dtype(dtype if dtype is not None else torch_dtype)
         root = Path(path_or_repo)
+        if root.exists() and revision is not None:
+            raise ValueError(f"revision={revision!r} applies to a Hub repo, and {str(path_or_repo)!r} is a local "
+                             "folder")
         if not root.exists():
             name = str(path_or_repo)
             looks_like_repo = name.count("/") == 1 and not name.startswith((".", "/", "~"))
@@ -201,21 +205,11 @@ class UniEmoPipeline:
             from huggingface_hub import snapshot_download
 
             try:
-                root = Path(snapshot_download(str(path_or_repo)))
-            except Exception as e:  # offline, unknown repo, no access
+                root = Path(snapshot_download(name, revision=revision, library_name="uniemo"))
+            except Exception as e:  # offline, unknown repo or revision, no access
                 raise FileNotFoundError(
-                    f"{str(path_or_repo)!r} is neither a local model folder nor a reachable Hub repo ({e})") from e
-        manifest = root / "uniemo.json"
-        if not manifest.is_file():
-            raise FileNotFoundError(f"{str(root)!r} is not a UniEmo model folder: no uniemo.json")
-        info = json.loads(manifest.read_text())
-        version = info.get("format_version", 0)
-        if version > FORMAT_VERSION:
-            raise ValueError(f"{root} has format version {version}, newer than this UniEmo ({FORMAT_VERSION}): "
-                             "upgrade uniemo to load it")
-        missing = [c for c in REQUIRED_COMPONENTS if c not in info.get("components", [])]
-        if missing:
-            raise ValueError(f"{root} lacks component(s) {missing}; a model folder needs {list(REQUIRED_COMPONENTS)}")
+                    f"{name!r} is neither a local model folder nor a reachable Hub repo ({e})") from e
+        info = read_manifest(root)
         classifier = EmoClassifier.from_pretrained(root / "classifier")
         fusion = EmoFusion.from_pretrained(root / "fusion")
         space = EmotionSpace.load(root)
@@ -234,8 +228,14 @@ class UniEmoPipeline:
                    resolution=int(info.get("resolution", 512)), info={**info, "path": str(root)})
         return pipe.to(device, dtype)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, repo_id: str | None = None) -> None:
+        """Write the model folder (``from_pretrained`` loads it back) with its model card.
+
+        The card keeps the loaded folder's own text (``uniemo.model_folder.kept_card``); ``repo_id`` is the
+        name its usage snippet loads (``push_to_hub`` passes the repo), else the folder.
+        """
         out = Path(directory)
+        kept = kept_card(self.info.get("path"))  # read before anything is written: the folder may be this one
         out.mkdir(parents=True, exist_ok=True)
         self.classifier.save_pretrained(out / "classifier")
         self.fusion.save_pretrained(out / "fusion")
@@ -252,10 +252,35 @@ class UniEmoPipeline:
             self.sd.save_pretrained(out / "diffusion", safe_serialization=True)
             base = "diffusion/"
             components.append("diffusion")
-        info = {k: v for k, v in self.info.items() if k != "path"}
-        info.update(format_version=FORMAT_VERSION, emotions=list(self.emotions), components=components,
-                    diffusion=base, placeholder_token=PLACEHOLDER_TOKEN, resolution=self.resolution)
-        (out / "uniemo.json").write_text(json.dumps(info, indent=2) + "\n")
+        info = dict(self.info)
+        info.update(emotions=list(self.emotions), components=components, diffusion=base,
+                    placeholder_token=PLACEHOLDER_TOKEN, resolution=self.resolution)
+        write_manifest(out, info, name=repo_id, **kept)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    revision: str | None = None, commit_message: str = "Upload UniEmo model",
+                    create_pr: bool = False):
+        """Upload the model folder (``save_pretrained``, card included) to a Hugging Face Hub model repo.
+
+        The repo is created when it does not exist (``private`` then applies), and so is the branch
+        ``revision``; the folder is written to a temporary folder and uploaded in one commit.
+
+        Returns:
+            the ``huggingface_hub.CommitInfo`` of the upload.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        repo_id = getattr(url, "repo_id", None) or repo_id  # "name" alone becomes "user/name"
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory(prefix="uniemo-push-") as folder:
+            self.save_pretrained(folder, repo_id=repo_id)
+            return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model", revision=revision,
+                                     commit_message=commit_message, create_pr=create_pr)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None
            ) -> UniEmoPipeline:

@@ -4,12 +4,9 @@ and the stage-1 model folder. The loop itself is written out in ``train/understa
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
-
-FORMAT_VERSION = 1
 
 
 def build_classifier(cfg, emotions: tuple[str, ...]):
@@ -117,10 +114,12 @@ def predict(model, loader, accelerator) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def write_model_folder(out: Path, classifier, extra: dict, attributes) -> None:
+    """The stage-1 model folder: ``classifier/``, the attribute base, ``uniemo.json`` and the model card
+    (``uniemo.model_folder.write_manifest``)."""
+    from uniemo.model_folder import write_manifest
+
     out.mkdir(parents=True, exist_ok=True)
     classifier.save_pretrained(out / "classifier")
     attributes.save(out)
-    (out / "uniemo.json").write_text(json.dumps({
-        "format_version": FORMAT_VERSION, "stage": "understanding",
-        "emotions": list(classifier.config.emotions), "components": ["classifier"], **extra,
-    }, indent=2) + "\n")
+    write_manifest(out, {"stage": "understanding", "emotions": list(classifier.config.emotions),
+                         "components": ["classifier"], **extra})

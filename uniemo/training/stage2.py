@@ -22,8 +22,6 @@ from torch.utils.data import DataLoader
 
 from uniemo.constants import PLACEHOLDER_TOKEN
 
-FORMAT_VERSION = 1
-
 
 class UnderstandingAndFusion(nn.Module):
     """The trainable half: classifier + fusion, one module so that accelerate/DDP wraps it once.
@@ -478,7 +476,10 @@ def update_memory_bank(bank, joint, pipe, placeholder_id, attributes, correlatio
 
 
 def write_model_folder(out: Path, inner, attributes, correlation, space, pipe, cfg) -> None:
-    """The model folder of INTERFACES.md (loaded by ``UniEmoPipeline.from_pretrained``)."""
+    """The model folder (loaded by ``UniEmoPipeline.from_pretrained``), its ``uniemo.json`` and model card written
+    by ``uniemo.model_folder.write_manifest``."""
+    from uniemo.model_folder import MANIFEST, read_manifest, write_manifest
+
     out.mkdir(parents=True, exist_ok=True)
     inner.classifier.save_pretrained(out / "classifier")
     inner.fusion.save_pretrained(out / "fusion")
@@ -512,12 +513,18 @@ def write_model_folder(out: Path, inner, attributes, correlation, space, pipe, c
         os.replace(staging, out / "diffusion")
         base = "diffusion/"
         components.append("diffusion")
-    (out / "uniemo.json").write_text(json.dumps({
-        "format_version": FORMAT_VERSION,
+    # the bases as given (a copied one is "diffusion/" above); the CLIP is the one the classifier came from, as
+    # its folder records it (a stage-1 folder's "clip", or the "base_models" of a model folder continued from)
+    stage1 = read_manifest(cfg.model.stage1, required=()) if (Path(cfg.model.stage1) / MANIFEST).is_file() else {}
+    bases = {"clip": stage1.get("clip") or dict(stage1.get("base_models") or {}).get("clip"),
+             "diffusion": cfg.model.diffusion}
+    write_manifest(out, {
         "emotions": list(inner.classifier.config.emotions),
         "components": components,
         "diffusion": base,
         "placeholder_token": PLACEHOLDER_TOKEN,
         "resolution": cfg.resolution,
         "stage1": str(cfg.model.stage1),
-    }, indent=2) + "\n")
+        "dataset": cfg.data.dataset,
+        "base_models": {k: str(v) for k, v in bases.items() if v},
+    })
