@@ -1,6 +1,6 @@
-"""Measure the bundled UniEmo-Tiny on EmoShapes and write its report and README figure (METHOD.md section 10).
+"""Measure the bundled UniEmo-Tiny on EmoShapes and write its report and README figure.
 
-What it measures (issue "EmoShapes and UniEmo-Tiny"):
+What it measures:
 
 1. classification accuracy on the EmoShapes test split, and, from the same script, the accuracy of the stage-1
    run of the same budget without expert queries (when its folder is given);
@@ -20,16 +20,12 @@ What it measures (issue "EmoShapes and UniEmo-Tiny"):
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import platform
+import statistics
+import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 
 class TinyClipJudge:
@@ -146,10 +142,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
 
-    from eval import understanding as eval_understanding
     from uniemo import UniEmoPipeline
     from uniemo.probe import EmotionProbe
     from uniemo.data import build_dataset
+    from uniemo.understanding_eval import evaluate
 
     model_dir = Path(args.model)
     out = Path(args.out) if args.out else model_dir / "report.json"
@@ -157,19 +153,12 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}}
 
     # 1. classification accuracy on the test split (and the same budget without expert queries)
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix="tiny_report_"))
-    acc = eval_understanding.main(["--model", str(model_dir), "--dataset", "emoshapes", "--data-root",
-                                   str(args.data_root), "--split", "test", "--out", str(tmp / "with.json"),
-                                   "--no-plot"])
+    acc = evaluate(model_dir, "emoshapes", args.data_root, "test")
     report["classification"] = {"test_top1": acc["top1"], "test_top5": acc["metrics"]["top5"],
                                 "per_class": acc["metrics"]["per_class_accuracy"], "num_images": acc["num_images"],
                                 "chance": 1 / 8}
     if args.no_queries:
-        ablation = eval_understanding.main(["--model", args.no_queries, "--dataset", "emoshapes", "--data-root",
-                                            str(args.data_root), "--split", "test", "--out",
-                                            str(tmp / "without.json"), "--no-plot"])
+        ablation = evaluate(args.no_queries, "emoshapes", args.data_root, "test")
         report["classification"]["test_top1_without_expert_queries"] = ablation["top1"]
 
     # 4a. load time
@@ -215,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
         real_pred = probe(clip_embed([r["pixel_values"] for r in real])).argmax(1)
     report["generation"]["probe_accuracy_on_real_test_images"] = (
         real_pred == torch.tensor([r["labels"] for r in real])).float().mean().item()
-    # for scale: the condition taken from a real test image's own features (METHOD.md 6, "a reference image")
+    # for scale: the condition taken from a real test image's own features ("a reference image")
     # instead of sampled from the emotion space. This separates how well stage 2's mappers carry an image's
     # content into the SD from how well one diagonal Gaussian per emotion stands for that emotion.
     per_class = max(1, args.per_emotion // 4)

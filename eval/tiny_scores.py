@@ -1,12 +1,14 @@
 """Generation metrics of UniEmo-Tiny, offline: the score report ``<model>/generation_scores.json``.
 
-The same eval/generate.py and eval/score.py a GPU user runs, with the stand-ins this machine needs (no
-InceptionV3, AlexNet or ResNet weights can be fetched here), each labelled in the report:
+The same generation and scoring eval/generate.py and eval/score.py run (``uniemo.generation_plan``,
+``uniemo.generation_scores``), with the stand-ins this machine needs (no InceptionV3, AlexNet or ResNet weights
+can be fetched here), each labelled in the report:
 
-- FID on tiny-CLIP image embeddings (``--fid-feature-extractor clip``, reported as ``fid_clip``), reference: the
+- FID on tiny-CLIP image embeddings (``fid_feature_extractor="clip"``, reported as ``fid_clip``), reference: the
   real EmoShapes val split per emotion;
 - LPIPS with lpips' linear layers on a random AlexNet trunk (``lpips_random_trunk``);
-- Emo-A with a one-layer probe on tiny-CLIP embeddings trained here (train/probe.py ``probe_layers=1``);
+- Emo-A with a one-layer probe on tiny-CLIP embeddings of the EmoShapes training split, trained here
+  (``uniemo.probe.train_probe``, as train/probe.py ``probe_layers=1`` trains it);
 - Sem-C as the CLIP zero-shot variant over the attribute base; Sem-D on tiny-CLIP embeddings.
 
 The generations (``--per-emotion`` fixed seeds per emotion) and, for scale, as many real EmoShapes test images
@@ -17,14 +19,10 @@ per emotion are scored the same way.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import shutil
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
 
 
 def parse_args(argv):
@@ -62,10 +60,33 @@ def export_real(data_root: Path, split: str, per_emotion: int, out: Path, emotio
     return out
 
 
+def train_emo_a_probe(data_root: Path, clip: Path, out: Path, seed: int, epochs: int = 60) -> Path:
+    """The Emo-A scorer: a one-layer probe on the tiny CLIP's embeddings of the EmoShapes training split, with
+    train/probe.py's tiny preset (lr 2e-2, batch 64); written to ``out/probe/`` (what ``--emo-probe`` reads)."""
+    import torch
+
+    from uniemo.clip import load_clip
+    from uniemo.data import build_dataset
+    from uniemo.probe import EmotionProbeConfig, train_probe
+    from uniemo.scoring import ImageScorer
+
+    train_set = build_dataset("emoshapes", data_root, "train")
+    embeds = ImageScorer(*load_clip(str(clip)), batch_size=64).embed([e.path for e in train_set.entries])
+    labels = torch.tensor([e.label for e in train_set.entries])
+    config = EmotionProbeConfig(embed_dim=embeds.shape[1], num_classes=len(train_set.labels), layers=1,
+                                emotions=tuple(train_set.labels))
+    probe = train_probe(embeds, labels, config, epochs=epochs, lr=2e-2, batch_size=64, seed=seed)
+    probe.save_pretrained(out / "probe")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    from eval import generate, score
-    from train import probe
+
+    from uniemo.generation_plan import generate_folder
+    from uniemo.generation_scores import score_folder
+    from uniemo.pipeline import UniEmoPipeline
+    from uniemo.score_settings import ScoreSettings
 
     model, root, work = Path(args.model), Path(args.data_root), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -74,33 +95,35 @@ def main(argv: list[str] | None = None) -> dict:
     names = work / "attribute_names.txt"
     names.write_text("\n".join([*attributes["scenes"], *attributes["objects"]]) + "\n")
 
-    probe.main(["--preset", "tiny", f"data.root={root}", "data.dataset=emoshapes", f"model.clip={clip}",
-                "probe_layers=1", "build_table=false", "epochs=60", f"seed={args.seed}",
-                f"out_dir={work / 'emo-a'}"])
+    emo_a = train_emo_a_probe(root, clip, work / "emo-a", args.seed)
     if (work / "generated").exists():
         shutil.rmtree(work / "generated")  # never mix in the images of an earlier model
-    generation = generate.main(["--model", str(model), "--out", str(work / "generated"), "--per-emotion",
-                                str(args.per_emotion), "--seed", str(args.seed)])
+    pipe = UniEmoPipeline.from_pretrained(model, device="auto")
+    generation = generate_folder(pipe, work / "generated", model=str(model), per_emotion=args.per_emotion,
+                                 seed=args.seed)
+    del pipe
     folders = {"generated": work / "generated",
                "real_test_images": export_real(root, "test", args.per_emotion, work / "real",
                                                json.loads((model / "uniemo.json").read_text())["emotions"])}
     report = {"note": (
-        f"UniEmo-Tiny generations (eval/generate.py, {args.per_emotion} fixed seeds per emotion) and, for scale, "
-        f"{args.per_emotion} real EmoShapes test images per emotion, scored by eval/score.py (eval/tiny_scores.py "
-        "runs both). FID is computed on tiny-CLIP image embeddings (--fid-feature-extractor clip, reference: the "
-        "real EmoShapes val split per emotion) because InceptionV3 weights cannot be obtained offline here; it is "
-        "labelled fid_clip and is not comparable with Inception FID. LPIPS uses lpips' AlexNet with a random "
-        "trunk (the real AlexNet file is unavailable offline), labelled lpips_random_trunk. Emo-A uses a "
-        "one-layer probe on tiny-CLIP embeddings (train/probe.py probe_layers=1); Sem-C is the CLIP zero-shot "
-        "variant over the attribute base."), "settings": {}, "fid_clip_per_emotion": {}}
+        f"UniEmo-Tiny generations ({args.per_emotion} fixed seeds per emotion, as eval/generate.py makes them) "
+        f"and, for scale, {args.per_emotion} real EmoShapes test images per emotion, scored as eval/score.py "
+        "scores them (eval/tiny_scores.py runs both). FID is computed on tiny-CLIP image embeddings "
+        "(--fid-feature-extractor clip, reference: the real EmoShapes val split per emotion) because InceptionV3 "
+        "weights cannot be obtained offline here; it is labelled fid_clip and is not comparable with Inception "
+        "FID. LPIPS uses lpips' AlexNet with a random trunk (the real AlexNet file is unavailable offline), "
+        "labelled lpips_random_trunk. Emo-A uses a one-layer probe on tiny-CLIP embeddings of the EmoShapes "
+        "training split (probe_layers=1); Sem-C is the CLIP zero-shot variant over the attribute base."),
+        "settings": {}, "fid_clip_per_emotion": {}}
     for name, folder in folders.items():
-        common = ["--generated", str(folder), "--clip", str(clip), "--seed", str(args.seed)]
-        scores = score.main(common + ["--out", str(work / f"scores-{name}.json"), "--metrics",
-                                      "lpips,emo_a,sem_c,sem_d", "--lpips-random-trunk", "--emo-probe",
-                                      str(work / "emo-a"), "--attribute-names", str(names)])
-        fid = score.main(common + ["--out", str(work / f"fid-{name}.json"), "--metrics", "fid",
-                                   "--fid-feature-extractor", "clip", "--reference-from-dataset",
-                                   f"emoshapes:{root}:val"])
+        common = {"clip": str(clip), "seed": args.seed}
+        scores = score_folder(folder, ScoreSettings(metrics=("lpips", "emo_a", "sem_c", "sem_d"),
+                                                    lpips_random_trunk=True, emo_probe=str(emo_a),
+                                                    attribute_names=str(names), **common))
+        fid = score_folder(folder, ScoreSettings(metrics=("fid",), fid_feature_extractor="clip",
+                                                 reference_from_dataset=f"emoshapes:{root}:val", **common))
+        for kind, result in (("scores", scores), ("fid", fid)):  # kept beside the images, as eval/score.py would
+            (work / f"{kind}-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         report[name] = {**scores["summary"], "fid_clip": fid["summary"]["fid"]}
         report["fid_clip_per_emotion"][name] = fid["metrics"]["fid"]["per_emotion"]
         report["settings"][name] = {"scores": scores["settings"], "fid": fid["settings"]}

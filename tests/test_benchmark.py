@@ -1,4 +1,5 @@
-"""eval/benchmark.py: JSON structure, frozen-module gradient memory, FLOP arithmetic, the README table.
+"""eval/benchmark.py (uniemo.benchmarks): JSON structure, frozen-module gradient memory, FLOP arithmetic, the
+README table.
 
 Times are never asserted (the machine is shared and timings are noise at --quick sizes); memory is, since it
 does not depend on load.
@@ -11,6 +12,8 @@ import pytest
 import torch
 
 from eval import benchmark
+from uniemo.benchmarks import report, understanding
+from uniemo.benchmarks.settings import FROZEN_GROUPS
 from uniemo.classifier import EmoClassifierConfig
 
 README = """# Project
@@ -74,7 +77,7 @@ def test_ratios_are_positive_finite_numbers(quick_run):
 def test_frozen_modules_hold_no_gradient_memory(quick_run):
     memory = quick_run[0]["memory"]
     assert memory["frozen_grad_bytes"] == 0
-    assert all(memory["uniemo"]["grad_bytes"][g] == 0 for g in benchmark.FROZEN_GROUPS)
+    assert all(memory["uniemo"]["grad_bytes"][g] == 0 for g in FROZEN_GROUPS)
     assert memory["uniemo"]["grad_bytes"]["trainable"] > 0
     # the official setting (UNet left at requires_grad=True) holds exactly the UNet's parameter bytes
     official = memory["official_unet_requires_grad"]
@@ -94,36 +97,36 @@ def test_flop_arithmetic_on_a_hand_computable_geometry():
                                  num_scene_queries=1, num_object_queries=1, split_layers=(1, 2),
                                  interactive_layers=1, head_hidden=3, proj_dim=2, emotions=("a", "b"))
     # one block over N tokens: QKV 2*N*2*6 + scores/mix 2*(2*N*N*2) + out 2*N*2*2 + MLP 2*2*N*2*4 = 64N + 8N^2
-    assert benchmark.transformer_layer_flops(5, 2, 4) == 120 + 200 + 40 + 160 == 520
-    assert benchmark.transformer_layer_flops(6, 2, 4) == 672
-    assert benchmark.transformer_layer_flops(7, 2, 4) == 840
+    assert understanding.transformer_layer_flops(5, 2, 4) == 120 + 200 + 40 + 160 == 520
+    assert understanding.transformer_layer_flops(6, 2, 4) == 672
+    assert understanding.transformer_layer_flops(7, 2, 4) == 840
     # one query over 4 patches: q 8 + k,v 64 + out 8 + scores/mix 32 + MLP 32
-    assert benchmark.cross_attention_layer_flops(1, 4, 2, 4) == 144
-    ours = benchmark.classifier_flops(config)
+    assert understanding.cross_attention_layer_flops(1, 4, 2, 4) == 144
+    ours = understanding.classifier_flops(config)
     assert ours["stages"] == [[1, 6], [2, 7]]  # layer 1 sees CLS+4 patches+1 scene query, then +1 object query
     assert ours["patch_embed"] == 2 * 4 * 12 * 2 == 192
     assert ours["layers"] == 672 + 2 * 840
     assert ours["interactive_blocks"] == 2 * 144
     assert ours["head"] == 2 * 2 * 3 + 2 * 3 * 2 == 24
     assert ours["total"] == 192 + 2352 + 288 + 24 == 2856
-    ratios = benchmark.ideal_ratios(config)
+    ratios = understanding.ideal_ratios(config)
     assert ratios["clip_sdpa"]["total"] == 192 + 3 * 520  # CLIPVisionModel: no emotion head
     assert ratios["own_plain"]["total"] == 192 + 3 * 520 + 24
     assert ratios["ideal_ratio_vs_clip_sdpa"] == pytest.approx(2856 / 1752)
     assert ratios["ideal_ratio_vs_own_plain"] == pytest.approx(2856 / 1776)
     # ViT-B/32: 50 tokens plain; 50+32 in layers 1..4, 50+64 in layers 5..12
     vit_b = EmoClassifierConfig.from_preset("vit-b-32")
-    assert benchmark.classifier_flops(vit_b)["stages"] == [[4, 82], [8, 114]]
-    assert benchmark.ideal_ratios(vit_b)["clip_sdpa"]["stages"] == [[12, 50]]
+    assert understanding.classifier_flops(vit_b)["stages"] == [[4, 82], [8, 114]]
+    assert understanding.ideal_ratios(vit_b)["clip_sdpa"]["stages"] == [[12, 50]]
 
 
 def test_readme_table_is_regenerated_between_the_markers(quick_run):
     results, _, readme = quick_run
     text = readme.read_text()
-    assert text.count(benchmark.README_START) == 1 and text.count(benchmark.README_END) == 1
+    assert text.count(report.README_START) == 1 and text.count(report.README_END) == 1
     before, _, rest = text.partition("## Benchmarks")
     assert before == README.partition("## Citation")[0]  # inserted just before the citation
-    assert rest.split(benchmark.README_END, 1)[1] == "\n\n" + "## Citation" + README.partition("## Citation")[2]
+    assert rest.split(report.README_END, 1)[1] == "\n\n" + "## Citation" + README.partition("## Citation")[2]
     body = benchmark.render_table(results)
     assert body in text and "| Measure |" in body
     # idempotent: regenerating from the same results changes nothing
@@ -132,7 +135,7 @@ def test_readme_table_is_regenerated_between_the_markers(quick_run):
     # a new table replaces the old one and nothing else
     benchmark.update_readme(readme, "new table")
     changed = readme.read_text()
-    assert changed.count(benchmark.README_START) == 1 and body not in changed and "new table" in changed
+    assert changed.count(report.README_START) == 1 and body not in changed and "new table" in changed
     assert changed.replace("new table", body) == text
     readme.write_text(text)
 
@@ -141,5 +144,5 @@ def test_readme_without_citation_gets_the_section_at_the_end(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# Title\n\nText.\n")
     benchmark.update_readme(readme, "table")
-    assert readme.read_text() == (f"# Title\n\nText.\n\n## Benchmarks\n\n{benchmark.README_START}\ntable\n"
-                                  f"{benchmark.README_END}\n")
+    assert readme.read_text() == (f"# Title\n\nText.\n\n## Benchmarks\n\n{report.README_START}\ntable\n"
+                                  f"{report.README_END}\n")

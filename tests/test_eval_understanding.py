@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from eval.metrics import align_logits, classification_report, collapse_to_binary
 from eval.understanding import DATASETS, main
 from uniemo.classifier import EmoClassifier, EmoClassifierConfig
 from uniemo.constants import EMOTIONROI_EMOTIONS, EMOTIONS, POSITIVE_EMOTIONS, SENTIMENTS
 from uniemo.data import DATASET_NAMES, TwitterDataset, UnreadableImageError, build_dataset, build_transform
+from uniemo.metrics import align_logits, classification_report, collapse_to_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--device", "cpu", "--batch-size", "16"]

@@ -2,9 +2,9 @@
 
 import torch
 
-from eval.metrics import feature_statistics, frechet_distance
-from eval.score import clip_fid_extractor
 from uniemo.clip import build_tiny_clip
+from uniemo.features import clip_fid_extractor
+from uniemo.metrics import feature_statistics, frechet_distance
 
 
 def test_clip_fid_self_zero_and_grows_with_shift(tmp_path):

@@ -1,11 +1,11 @@
-"""eval/metrics.py: pure functions checked against hand-computed values."""
+"""uniemo/metrics.py: pure functions checked against hand-computed values."""
 
 import math
 
 import pytest
 import torch
 
-from eval.metrics import (
+from uniemo.metrics import (
     align_logits,
     classification_report,
     collapse_to_binary,

@@ -1,4 +1,4 @@
-"""Generation metrics (eval/metrics.py), their weight loading (eval/score.py, uniemo/scoring.py), and
+"""Generation metrics (uniemo/metrics.py), their weight loading (uniemo/features.py, uniemo/scoring.py), and
 eval/generate.py + eval/score.py end to end on the tiny model. Offline: a tiny feature extractor registered in
 torch-fidelity stands in for InceptionV3, a random AlexNet trunk for LPIPS's, the probe run's tiny CLIP for CLIP.
 """
@@ -17,7 +17,8 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from eval import generate, score
-from eval.metrics import (
+from uniemo import features, score_settings
+from uniemo.metrics import (
     accumulating_pool_pairs,
     emotion_accuracy,
     emotion_mean,
@@ -119,14 +120,15 @@ def test_inception_weights_file_is_passed_to_torch_fidelity(tmp_path, monkeypatc
         return TinyFeatures(TINY_EXTRACTOR, ["feat"])
 
     monkeypatch.setattr(torch_fidelity.utils, "create_feature_extractor", fake_create)
-    _, layer = score.fid_feature_extractor(score.DEFAULT_FID_EXTRACTOR, str(weights), torch.device("cpu"))
+    _, layer = features.fid_feature_extractor(score_settings.DEFAULT_FID_EXTRACTOR, str(weights),
+                                              torch.device("cpu"))
     assert seen["feature_extractor_weights_path"] == str(weights)
     assert seen["name"] == "inception-v3-compat" and seen["features"] == ["2048"] and layer == "2048"
     # a weights file holding more than tensors is refused before torch-fidelity unpickles it
     evil = tmp_path / "evil.pth"
     torch.save({"w": torch.zeros(1), "x": ImageSet([])}, evil)
     with pytest.raises(pickle.UnpicklingError):
-        score.fid_feature_extractor(score.DEFAULT_FID_EXTRACTOR, str(evil), torch.device("cpu"))
+        features.fid_feature_extractor(score_settings.DEFAULT_FID_EXTRACTOR, str(evil), torch.device("cpu"))
 
 
 def test_offline_inception_without_a_file_is_a_clear_error(monkeypatch):
@@ -136,8 +138,8 @@ def test_offline_inception_without_a_file_is_a_clear_error(monkeypatch):
         raise URLError("no network")
 
     monkeypatch.setattr(inception, "load_state_dict_from_url", offline)
-    with pytest.raises(score.MissingWeightsError, match="--inception-weights"):
-        score.fid_feature_extractor(score.DEFAULT_FID_EXTRACTOR, None, torch.device("cpu"))
+    with pytest.raises(features.MissingWeightsError, match="--inception-weights"):
+        features.fid_feature_extractor(score_settings.DEFAULT_FID_EXTRACTOR, None, torch.device("cpu"))
 
 
 # ------------------------------------------------------------------------------------ LPIPS / Sem-D pairs
@@ -225,13 +227,13 @@ def test_resnet_checkpoints_unwrap_and_lpips_trunk_loads(tmp_path, monkeypatch):
     small = torch.nn.Linear(2, 3)
     ckpt = {"epoch": 90, "arch": "resnet50", "state_dict": {f"module.{k}": v for k, v in small.state_dict().items()}}
     torch.save(ckpt, tmp_path / "places.pth.tar")
-    monkeypatch.setattr(score, "build_resnet50", lambda num_classes: torch.nn.Linear(2, num_classes))
-    loaded = score.load_resnet50(str(tmp_path / "places.pth.tar"), 3)
+    monkeypatch.setattr(features, "build_resnet50", lambda num_classes: torch.nn.Linear(2, num_classes))
+    loaded = features.load_resnet50(str(tmp_path / "places.pth.tar"), 3)
     assert torch.equal(loaded.weight, small.weight)
     # the AlexNet trunk of LPIPS is filled from torchvision's AlexNet weights, layer by layer
     alexnet = torchvision.models.alexnet()
-    monkeypatch.setattr(score, "alexnet_state_dict", lambda path: (alexnet.state_dict(), "memory"))
-    model, source = score.build_lpips(None, random_trunk=False)
+    monkeypatch.setattr(features, "alexnet_state_dict", lambda path: (alexnet.state_dict(), "memory"))
+    model, source = features.build_lpips(None, random_trunk=False)
     assert source == "memory"
     assert torch.equal(model.net.slice1[0].weight, alexnet.features[0].weight)
     assert torch.equal(getattr(model.net.slice5, "10").weight, alexnet.features[10].weight)  # names kept
@@ -244,8 +246,8 @@ def test_lpips_without_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
         raise URLError("no network")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(score.MissingWeightsError, match="--alexnet-weights"):
-        score.alexnet_state_dict(None)
+    with pytest.raises(features.MissingWeightsError, match="--alexnet-weights"):
+        features.alexnet_state_dict(None)
 
 
 # --------------------------------------------------------------------------------- end to end (tiny)
@@ -297,7 +299,7 @@ def test_generate_then_score_on_the_tiny_model(tiny_model_dir, tiny_correlation_
     compat = score.main(common + ["--emogen-compat", "--metrics", "lpips,sem_d", "--out", str(tmp_path / "c.json")])
     assert compat["protocol"]["name"] == "emogen-compat" and compat["protocol"]["quirks"]
     assert compat["metrics"]["lpips"]["input_range"].startswith("[0, 1]")
-    assert compat["metrics"]["lpips"]["num_pairs"] == 2 * score.EMOGEN_COMPAT_PAIRS
+    assert compat["metrics"]["lpips"]["num_pairs"] == 2 * score_settings.EMOGEN_COMPAT_PAIRS
     assert compat["summary"]["sem_d_mse"] != pytest.approx(result["summary"]["sem_d_mse"])
 
     with pytest.raises(ValueError, match="reference"):
@@ -310,13 +312,13 @@ def test_lpips_random_trunk_is_the_same_every_time():
     """The offline stand-in is reproducible: the same trunk in every process, and the caller's RNG untouched."""
     import torch
 
-    from eval import score
+    from uniemo import features
 
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    a, _ = score.build_lpips(None, random_trunk=True)
+    a, _ = features.build_lpips(None, random_trunk=True)
     assert torch.equal(torch.rand(3), expected_next)
-    b, _ = score.build_lpips(None, random_trunk=True)
+    b, _ = features.build_lpips(None, random_trunk=True)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name

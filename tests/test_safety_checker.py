@@ -67,7 +67,8 @@ def test_when_on_every_path_is_checked_on_the_pipelines_device(checked_model_dir
 
 
 def test_flagged_images_are_recorded_and_left_out_of_the_scores(checked_model_dir, tmp_path):
-    from eval import generate, score
+    from eval import generate
+    from uniemo.generation_scores import read_generated
 
     out = tmp_path / "gen"
     info = generate.main(["--model", str(checked_model_dir), "--out", str(out), "--per-emotion", "1",
@@ -75,9 +76,9 @@ def test_flagged_images_are_recorded_and_left_out_of_the_scores(checked_model_di
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert info["flagged_nsfw"] == 2 and all(r["nsfw"] is True for r in records)
     with pytest.raises(ValueError, match="flagged by the safety checker"):
-        score.read_generated(out, "generate")
+        read_generated(out, "generate")
     # one image unflagged: scored; the other excluded and counted
     records[0]["nsfw"] = False
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    emotions, paths, labels, meta = score.read_generated(out, "generate")
+    emotions, paths, labels, meta = read_generated(out, "generate")
     assert len(paths) == 1 and meta["excluded_nsfw"] == 1

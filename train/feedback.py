@@ -2,7 +2,7 @@
 
 generate -> score -> filter -> write a manifest; stage 2 then continues on the mix of real and kept images:
 
-1. generate M candidates per emotion with the trained model (``eval/generate.py``, fixed seeds
+1. generate M candidates per emotion with the trained model (``uniemo.generation_plan``, fixed seeds
    S + 1000·index(e) + i, written to ``out_dir/candidates/``);
 2. score each candidate from its CLIP features: P_emo, the α probe's probability of the intended emotion
    (``train/probe.py``'s ``<probe>/probe/``, with the CLIP it was trained on), and S_sem, the highest
@@ -81,10 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from eval import generate
     from uniemo.attributes import AttributeTargets
     from uniemo.data.feedback import MANIFEST_NAME, read_manifest
     from uniemo.filtering import select_feedback
+    from uniemo.generation_plan import generate_folder
+    from uniemo.pipeline import UniEmoPipeline
     from uniemo.scoring import ImageScorer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -96,13 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. Candidates: M per emotion, fixed seeds (resumable: existing images are kept)
     candidates = out_dir / CANDIDATES_DIR
-    gen_args = ["--model", cfg.model, "--out", str(candidates), "--per-emotion", str(cfg.per_emotion),
-                "--seed", str(cfg.seed), "--batch-size", str(cfg.batch_size), "--device", device]
-    for flag, value in (("--steps", cfg.steps), ("--guidance", cfg.guidance), ("--scheduler", cfg.scheduler),
-                        ("--size", cfg.size)):
-        if value is not None:
-            gen_args += [flag, str(value)]
-    generation = generate.main(gen_args)
+    pipe = UniEmoPipeline.from_pretrained(cfg.model, device=device)
+    generation = generate_folder(pipe, candidates, model=cfg.model, per_emotion=cfg.per_emotion, seed=cfg.seed,
+                                 steps=cfg.steps, guidance=cfg.guidance, scheduler=cfg.scheduler, size=cfg.size,
+                                 batch_size=cfg.batch_size)
+    del pipe  # the scorer's CLIP takes its place in memory
     emotions = generation["emotions"]
     records = [r for r in read_manifest(candidates) if r["kind"] == "generate"]
 

@@ -118,7 +118,6 @@ def main(argv: list[str] | None = None) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from eval.metrics import classification_report
     from uniemo.attributes import AttributeTargets
     from uniemo.clip import AttributeTextEncoder
     from uniemo.constants import LABEL_SPACES
@@ -127,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     from torch.utils.data import DataLoader
 
     from uniemo.losses import weighted_sum
+    from uniemo.metrics import classification_report
     from uniemo.training.stage1 import (build_classifier, build_optimizer, predict, understanding_losses,
                                         write_model_folder)
     from uniemo.training.utils import cosine_with_warmup, cpu_processes, freeze_gradless, latest_checkpoint, \

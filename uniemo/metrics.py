@@ -1,13 +1,13 @@
-"""Pure metric functions (METHOD.md section 8): no model loading, no CLI. Unit-tested.
+"""Pure metric functions: no model loading, no CLI. Unit-tested.
 
 Paper -> code: accuracy -> ``classification_report``; 2-class collapse -> ``collapse_to_binary``;
 zero-shot FI (labels matched by name) -> ``align_logits``; Twitter 5-fold mean -> ``fold_summary``.
 
-Generation metrics (definitions from EmoGen's evaluation code, ``emogen_emoset_notes.md`` section 3, with its
-quirks fixed unless asked for): FID -> ``feature_statistics`` + ``frechet_distance`` (per emotion, and on the
-pooled statistics of all emotions); LPIPS and Sem-D pairs -> ``within_emotion_pairs`` (EmoGen's leaking pools:
-``accumulating_pool_pairs``), averaged per emotion then over emotions by ``emotion_mean``; Sem-D ->
-``semantic_diversity``; Sem-C -> ``semantic_clarity``; Emo-A -> ``emotion_accuracy``.
+Generation metrics (definitions from EmoGen's evaluation code, with its quirks fixed unless asked for): FID ->
+``feature_statistics`` + ``frechet_distance`` (per emotion, and on the pooled statistics of all emotions); LPIPS
+and Sem-D pairs -> ``within_emotion_pairs`` (EmoGen's leaking pools: ``accumulating_pool_pairs``), averaged per
+emotion then over emotions by ``emotion_mean``; Sem-D -> ``semantic_diversity``; Sem-C -> ``semantic_clarity``;
+Emo-A -> ``emotion_accuracy``. Used by train/understanding.py, eval/understanding.py and eval/score.py.
 """
 
 from __future__ import annotations
