@@ -1,4 +1,4 @@
-"""The UniEmo Gradio demo (STYLE.md 2.10).
+"""The UniEmo Gradio demo.
 
 ``demo.handlers``: plain functions (pipeline first, no gradio); ``demo.ui.build_demo(pipe)``: the page.
 ``app.py`` loads the model once and launches ``build_demo(pipe)``. Nothing is imported here, so that

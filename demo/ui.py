@@ -1,4 +1,4 @@
-"""The demo's page: ``build_demo(pipe)`` lays out the tabs and binds them to ``demo.handlers`` (STYLE.md 2.10).
+"""The demo's page: ``build_demo(pipe)`` lays out the tabs and binds them to ``demo.handlers``.
 
 No torch, no model state and no sampling logic live here. Each event function is a few lines: unwrap the
 raw input, call a handler with the pipeline, report progress through ``gr.Progress``, turn the handler's

@@ -1,4 +1,4 @@
-"""Emotion classifier: a CLIP ViT with scene and object expert queries (paper III-A, METHOD.md section 3).
+"""Emotion classifier: a CLIP ViT with scene and object expert queries (paper III-A, docs/method.md section 3).
 
 Paper -> code:
     Q^Scene, Q^Object          -> ``scene_queries``, ``object_queries`` (K learnable tokens each)
@@ -408,7 +408,7 @@ class EmoClassifier(nn.Module, PretrainedMixin):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
-    # parameter groups for the optimiser (METHOD.md section 3: their own learning rates)
+    # parameter groups for the optimiser (docs/method.md section 3: their own learning rates)
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each ViT block's activations in the backward pass instead of storing them (timm's name):
         less memory for a little more compute; results are unchanged."""

@@ -300,7 +300,7 @@ def build_classifier_from_clip(name_or_path: str, **overrides) -> tuple[EmoClass
 
 
 class AttributeTextEncoder:
-    """The frozen CLIP text tower, embedding attribute strings once and caching them (METHOD.md section 3).
+    """The frozen CLIP text tower, embedding attribute strings once and caching them (docs/method.md section 3).
 
     ``embed(names)`` returns L2-normalised (N, proj_dim) text embeddings in CLIP's joint space, the targets
     of L_S and L_O. Raw attribute strings with no template, as the official code does.

@@ -1,4 +1,4 @@
-"""Label spaces and fixed constants (METHOD.md section 1). No torch import here.
+"""Label spaces and fixed constants (docs/method.md section 1). No torch import here.
 
 The order of ``EMOTIONS`` is the class index everywhere: model heads, checkpoints, tables, files.
 Indices 0-3 are positive, 4-7 negative (used by the 2-class collapse).

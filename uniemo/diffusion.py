@@ -1,9 +1,9 @@
-"""Stable Diffusion plumbing: tokenizers, the tiny test SD, loading, and condition injection (METHOD.md 5-6).
+"""Stable Diffusion plumbing: tokenizers, the tiny test SD, loading, and condition injection (docs/method.md sections 5-6).
 
 This is the only module that touches diffusers / transformers text-encoder internals. It holds:
 
 - ``build_byte_tokenizer`` / ``build_clip_bpe_tokenizer``: CLIP tokenizers built in code, offline
-  (ECOSYSTEM.md 2.3 and 3.3). The byte-level one (514 tokens) serves tiny models; the BPE one rebuilds the
+ . The byte-level one (514 tokens) serves tiny models; the BPE one rebuilds the
   real 49 408-token OpenAI CLIP / SD 1.5 vocabulary from the BPE file bundled in the open_clip wheel.
 - ``TinySDConfig`` / ``build_tiny_stable_diffusion``: a CPU-sized Stable Diffusion assembled from
   constructor arguments, as diffusers' pipeline tests build their dummy components.
@@ -19,7 +19,7 @@ Paper -> code: c -> ``condition`` (B, C), the special token S* -> ``PLACEHOLDER_
 C is the text encoder width, 768 for SD 1.5 (= the UNet's ``cross_attention_dim``).
 
 Why a forward hook and not ``inputs_embeds``: transformers 5.x ``CLIPTextModel.forward`` accepts only
-``input_ids`` (ECOSYSTEM.md 2.2). A hook on the token-embedding module that exists only for the duration
+``input_ids``. A hook on the token-embedding module that exists only for the duration
 of one call swaps the placeholder rows of *that call's* embedding output; the shared embedding table is
 never written (the official code writes c into the table, which forces batch size 1; we don't copy that).
 """
@@ -103,7 +103,7 @@ def _open_clip_bpe_path() -> Path:
 def build_clip_bpe_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     """The real 49 408-token OpenAI CLIP tokenizer (identical ids to SD 1.5's), rebuilt offline.
 
-    Reads the merges from open_clip's bundled ``bpe_simple_vocab_16e6.txt.gz`` (ECOSYSTEM.md 3.3): line 0
+    Reads the merges from open_clip's bundled ``bpe_simple_vocab_16e6.txt.gz``: line 0
     is a header, the next 48 894 lines are the merges CLIP uses.
 
     Args:

@@ -1,4 +1,4 @@
-"""The emotion space: per-emotion diagonal Gaussians of the three embeddings (METHOD.md section 6).
+"""The emotion space: per-emotion diagonal Gaussians of the three embeddings (docs/method.md section 6).
 
 After stage 2 the trained encoder runs (eval mode, evaluation transform) over the training split; for each
 emotion and each of ``cls_embed``, ``scene_embed``, ``object_embed`` we store the mean and the standard

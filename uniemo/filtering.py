@@ -1,4 +1,4 @@
-"""Explicit feedback's dual-metric rank-band filter (paper III-C, Algorithm 1; METHOD.md section 7).
+"""Explicit feedback's dual-metric rank-band filter (paper III-C, Algorithm 1; docs/method.md section 7).
 
 Each generated image carries two scores: P_emo, the emotion probe's probability of the intended emotion,
 and S_sem, its semantic clarity (the highest zero-shot CLIP probability over the attribute base). Both

@@ -1,4 +1,4 @@
-"""Emotion fusion: map the classifier's three embeddings into the text encoder's token space (METHOD.md 5).
+"""Emotion fusion: map the classifier's three embeddings into the text encoder's token space (docs/method.md section 5).
 
 Implements paper Sec. III-B, Eq. 6 (the weighted fusion into one condition) and the head of Eq. 7 (the
 emotional condition loss; the loss itself lives in ``losses.py``). The result ``condition`` enters Stable
@@ -59,7 +59,7 @@ class EmoFusionConfig:
 
 
 def _mapper(in_width: int, hidden: int, out_width: int) -> nn.Sequential:
-    """φ: Linear(in, hidden) -> ReLU -> Linear(hidden, out) (METHOD.md 5)."""
+    """φ: Linear(in, hidden) -> ReLU -> Linear(hidden, out) (docs/method.md section 5)."""
     return nn.Sequential(nn.Linear(in_width, hidden), nn.ReLU(), nn.Linear(hidden, out_width))
 
 

@@ -1,4 +1,4 @@
-"""EmoSym's online emotional memory bank (METHOD.md section 7; peers_and_emosym_notes.md section 1.2).
+"""EmoSym's online emotional memory bank (docs/method.md section 7).
 
 Every K steps of joint training the current model generates M images per emotion, explicit feedback's
 filter (``uniemo.filtering.select_feedback``) keeps the good ones, and they enter a bounded bank. The bank

@@ -1,4 +1,4 @@
-"""``UniEmoPipeline``: the one inference entry point for scripts, evaluation and the demo (METHOD.md section 6).
+"""``UniEmoPipeline``: the one inference entry point for scripts, evaluation and the demo (docs/method.md section 6).
 
 It holds the trained classifier, the fusion module, the emotion space, the attribute base, the α table and a
 stock diffusers ``StableDiffusionPipeline`` (composition, not subclassing). Generation builds the condition c,
@@ -516,7 +516,7 @@ class UniEmoPipeline:
 
         ``noun_guidance_scale`` (g_n; default: the model folder's recommendation, else none) weighs what the noun
         adds to the condition separately from the condition itself (see ``_render_composed``); one more UNet
-        pass per step. None, or g_n equal to ``guidance_scale``, is the plain guidance of METHOD.md. A larger g_n
+        pass per step. None, or g_n equal to ``guidance_scale``, is the plain guidance of docs/method.md. A larger g_n
         shows the noun more often, at the cost of the emotion when the condition brings objects of its own.
         ``guidance_scale`` (g) defaults to the folder's ``transfer_guidance_scale`` when it recommends one (a
         lower g with a larger g_n lets the noun win over the condition's own objects), else to its

@@ -1,10 +1,10 @@
 """CLIP-based scores of images: the emotion probe's probabilities and zero-shot semantic clarity.
 
-Algorithm 1 (paper III-C, METHOD.md section 7) scores each generated image from its CLIP features twice:
+Algorithm 1 (paper III-C, docs/method.md section 7) scores each generated image from its CLIP features twice:
 P_emo, the emotion probe's probability of the intended emotion, and S_sem, the semantic clarity, here the
 highest zero-shot CLIP probability over the attribute base (scene names and object names, each a softmax of
 its own, the larger maximum wins, as Sem-C takes the larger of a scene and an object classifier's top-1).
-The same scores give the generation metrics their CLIP parts (METHOD.md section 8): Emo-A (the one-layer
+The same scores give the generation metrics their CLIP parts (docs/method.md section 8): Emo-A (the one-layer
 probe, or EmoGen's released Linear(768, 8) head), the CLIP variant of Sem-C, and Sem-D's embeddings. Used by
 ``train/feedback.py``, the memory bank in ``train/joint.py`` and ``eval/score.py``.
 

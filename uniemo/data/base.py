@@ -1,4 +1,4 @@
-"""The record every dataset yields, the shared base class, and the batch collate (METHOD.md section 2).
+"""The record every dataset yields, the shared base class, and the batch collate (docs/method.md section 2).
 
 All sources (EmoSet, FI, EmotionROI, Twitter I/II, custom folders, EmoShapes) are reduced to a list of
 ``ImageEntry`` (image path, label index, optional scene, object list) and read through one

@@ -1,6 +1,6 @@
-"""EmoSet-118K (and EmoShapes, written in the same layout) as an ``EmotionDataset`` (METHOD.md section 2).
+"""EmoSet-118K (and EmoShapes, written in the same layout) as an ``EmotionDataset`` (docs/method.md section 2).
 
-Layout (docs/reference/emogen_emoset_notes.md section 1)::
+Layout::
 
     root/info.json                                   optional here; label maps of the official release
     root/{train,val,test}.json                       split files

@@ -1,6 +1,6 @@
-"""EmotionROI (Peng et al. ICIP 2016): 6 Ekman classes with the official train/test lists (METHOD.md section 2).
+"""EmotionROI (Peng et al. ICIP 2016): 6 Ekman classes with the official train/test lists (docs/method.md section 2).
 
-Layout (docs/reference/emogen_emoset_notes.md section 5.2)::
+Layout::
 
     root/images/<class>/<id>.jpg
     root/training_testing_split/training.txt    one "<class>/<file>" per line

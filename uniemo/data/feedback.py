@@ -1,4 +1,4 @@
-"""Generated images as training data: explicit feedback's manifest and the real/generated mix (METHOD.md 7).
+"""Generated images as training data: explicit feedback's manifest and the real/generated mix (docs/method.md section 7).
 
 ``FeedbackDataset`` reads the images listed in a ``manifest.jsonl`` (written by ``train/feedback.py`` or
 ``eval/generate.py``): the intended emotion is the label, and the images carry no attribute (``scene``

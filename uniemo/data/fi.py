@@ -1,6 +1,6 @@
 """FI (Flickr & Instagram, You et al. AAAI 2016) with a seeded, stratified, written-down split.
 
-METHOD.md section 2; docs/reference/emogen_emoset_notes.md section 5.1.
+docs/method.md section 2
 
 FI ships as one folder per emotion (``root/amusement/*.jpg``, ...) and no official split; the usual
 protocol is a random 80/5/15 train/val/test split. Folder names are mapped onto ``EMOTIONS`` by name,

@@ -1,4 +1,4 @@
-"""A user's own image folder, in the Hugging Face ``imagefolder`` convention (METHOD.md section 2).
+"""A user's own image folder, in the Hugging Face ``imagefolder`` convention (docs/method.md section 2).
 
 Layout::
 

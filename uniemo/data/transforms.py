@@ -1,4 +1,4 @@
-"""One preprocessing per backbone, shared by training, evaluation and the demo (METHOD.md section 2).
+"""One preprocessing per backbone, shared by training, evaluation and the demo (docs/method.md section 2).
 
 Evaluation: shortest-side resize + center crop. Training: RandomResizedCrop(scale 0.5-1) + flip.
 Both normalise with the backbone's own mean/std (CLIP's for CLIP backbones), read from the model

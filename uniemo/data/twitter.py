@@ -1,5 +1,5 @@
 """Twitter I and Twitter II: binary image sentiment with seeded stratified k-fold cross-validation
-(METHOD.md section 2; docs/reference/emogen_emoset_notes.md sections 5.3-5.4).
+(docs/method.md section 2).
 
 Twitter I (You et al. AAAI 2015), as distributed::
 
