@@ -42,6 +42,7 @@ def quick_run(tmp_path_factory):
     return results, out, readme
 
 
+@pytest.mark.slow
 def test_json_structure(quick_run):
     results, out, _ = quick_run
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
@@ -61,6 +62,7 @@ def test_json_structure(quick_run):
     assert isinstance(u["within_15_percent"], bool) and isinstance(results["generation"]["at_most_1_05"], bool)
 
 
+@pytest.mark.slow
 def test_ratios_are_positive_finite_numbers(quick_run):
     results, _, _ = quick_run
     u, g, t, m, d = (results[k] for k in ("understanding", "generation", "training", "memory", "demo"))
@@ -74,6 +76,7 @@ def test_ratios_are_positive_finite_numbers(quick_run):
     assert all(isinstance(r, float) and math.isfinite(r) and r > 0 for r in ratios), ratios
 
 
+@pytest.mark.slow
 def test_frozen_modules_hold_no_gradient_memory(quick_run):
     memory = quick_run[0]["memory"]
     assert memory["frozen_grad_bytes"] == 0
@@ -120,6 +123,7 @@ def test_flop_arithmetic_on_a_hand_computable_geometry():
     assert understanding.ideal_ratios(vit_b)["clip_sdpa"]["stages"] == [[12, 50]]
 
 
+@pytest.mark.slow
 def test_readme_table_is_regenerated_between_the_markers(quick_run):
     results, _, readme = quick_run
     text = readme.read_text()

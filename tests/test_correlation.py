@@ -1,4 +1,4 @@
-"""The emotion probe and the α table (METHOD.md section 4): hand-computed α, matching, files, train/probe.py."""
+"""The emotion probe and the α table (docs/method.md section 4): hand-computed α, matching, files, train/probe.py."""
 
 import json
 import math
@@ -285,6 +285,7 @@ def test_clip_image_embeddings_tiny_clip_and_plain_tensor():
 # train/probe.py
 
 
+@pytest.mark.slow
 def test_probe_script_end_to_end(tmp_path, learnable_emoset):
     from train.probe import main
 

@@ -1,4 +1,4 @@
-"""Dataset loaders on tiny fixtures written in each source's real on-disk format (METHOD.md section 2).
+"""Dataset loaders on tiny fixtures written in each source's real on-disk format (docs/method.md section 2).
 
 Every fixture is built in ``tmp_path`` from small random JPEGs; nothing is downloaded.
 """

@@ -1,4 +1,4 @@
-"""EmoShapes, the synthetic world of METHOD.md section 10: the rule, the on-disk format, determinism,
+"""EmoShapes, the synthetic world of docs/method.md section 10: the rule, the on-disk format, determinism,
 and that scenes and objects are visually learnable.
 
 Datasets are generated small (tens of images at 32 px) in ``tmp_path``; statistics that need thousands

@@ -31,6 +31,7 @@ def test_bundle_is_small_and_complete():
     assert not list(BUNDLE.rglob("*.bin")) and not list(BUNDLE.rglob("*.pt")), "only safetensors and JSON"
 
 
+@pytest.mark.slow
 def test_bundle_recognises_fresh_emoshapes_images(bundle, tmp_path):
     """Images the model never saw (another seed of the world) are classified far above chance (12.5 %)."""
     from uniemo.data import build_dataset
@@ -44,6 +45,7 @@ def test_bundle_recognises_fresh_emoshapes_images(bundle, tmp_path):
     assert hits / len(test) >= 0.6, hits / len(test)
 
 
+@pytest.mark.slow
 def test_bundle_answers_every_call_offline(bundle):
     from PIL import Image
 
@@ -89,7 +91,7 @@ def test_report_numbers_are_recorded():
     assert "test_top1_without_expert_queries" in report["classification"]
     for key in ("recognised_by_classifier", "recognised_by_probe", "recognised_from_reference_images"):
         assert 0.0 <= report["generation"][key] <= 1.0
-    # what issue 4 asks of the bundle: generations recognised as their emotion by both judges, transfer showing
+    # what the bundle must show: generations recognised as their emotion by both judges, transfer showing
     # the noun, each measured on the seeds the report names
     generation, transfer = report["generation"], report["transfer"]
     assert min(generation["recognised_by_classifier"], generation["recognised_by_probe"]) >= 0.4

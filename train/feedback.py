@@ -1,4 +1,4 @@
-"""One offline round of explicit feedback (paper III-C, Algorithm 1; METHOD.md section 7).
+"""One offline round of explicit feedback (paper III-C, Algorithm 1; docs/method.md section 7).
 
 generate -> score -> filter -> write a manifest; stage 2 then continues on the mix of real and kept images:
 
@@ -26,17 +26,13 @@ device=cuda out_dir=runs/feedback-1``.
 
 from __future__ import annotations
 
-import sys
+import json
+import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import json  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from uniemo.config import parse_config, save_config  # noqa: E402
+from uniemo.config import parse_config, save_config
 
 logger = logging.getLogger("uniemo.train.feedback")
 PRESETS = {p.stem.replace("feedback_", ""): p for p in (Path(__file__).parent / "configs").glob("feedback_*.yaml")}

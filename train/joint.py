@@ -1,4 +1,4 @@
-"""Stage 2: joint training of understanding and emotion-conditioned generation (paper III-B, METHOD.md 5-6).
+"""Stage 2: joint training of understanding and emotion-conditioned generation (paper III-B, docs/method.md sections 5-6).
 
 Per step (``joint_step``): the classifier encodes the image (L_U: emotion CE + scene/object contrastive);
 α_Scene and α_Object are looked up at the ground-truth emotion for the attributes nearest to the pooled
@@ -9,7 +9,7 @@ UNet's ε-prediction MSE on the VAE latents gives L_diff (Eq. 8). L = γ1·L_U +
 Trained by default: queries, Interactive Blocks, mappers, condition head, contrastive projections. Frozen with
 ``requires_grad_(False)`` (no gradient memory): UNet, VAE, diffusion text encoder, CLIP backbone, emotion head.
 Each group is a switch (``model.train_*``). At the end the emotion space is fitted on the training split
-(evaluation transform, gathered over processes) and the model folder of INTERFACES.md is written.
+(evaluation transform, gathered over processes) and the model folder of docs/model-folder.md is written.
 
 Launch:
     python train/joint.py --preset tiny model.stage1=RUN1/final model.diffusion=SD_DIR data.root=DATA
@@ -17,7 +17,7 @@ Launch:
         data.root=/data/EmoSet-118K        # the preset reads runs/emoset-vit-l-14/final and runs/probe-emoset-vit-l-14
     torchrun --nproc_per_node 2 train/joint.py --preset tiny ...        # several CPU processes (gloo)
 
-Explicit feedback (METHOD.md section 7): ``feedback.manifest=runs/fb/manifest.jsonl`` (train/feedback.py) mixes
+Explicit feedback (docs/method.md section 7): ``feedback.manifest=runs/fb/manifest.jsonl`` (train/feedback.py) mixes
 the kept generated images into the training set at ``feedback.proportion`` p (0.2); with ``model.stage1``,
 ``model.init_fusion`` and ``model.correlation`` all set to the previous model folder, stage 2 continues from it.
 The online memory bank (EmoSym): ``memory_bank.enabled=true``; every ``memory_bank.every`` steps the current
@@ -34,73 +34,21 @@ each update, their scores, ``state.json``) and ``final/`` (the UniEmo model fold
 
 from __future__ import annotations
 
-import sys
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import json  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-from uniemo.config import parse_config, save_config  # noqa: E402
-from uniemo.constants import PLACEHOLDER_TOKEN  # noqa: E402
-from uniemo.training.checks import check_joint_inputs  # noqa: E402
-from uniemo.training.data_config import DataConfig  # noqa: E402
+from uniemo.config import parse_config, save_config
+from uniemo.constants import PLACEHOLDER_TOKEN
+from uniemo.training.checks import check_joint_inputs
+from uniemo.training.data_config import DataConfig
+from uniemo.training.joint_config import JointLossConfig, JointModelConfig, JointOptimConfig
 
 logger = logging.getLogger("uniemo.train.joint")
 PRESETS = {p.stem.replace("joint_", ""): p for p in (Path(__file__).parent / "configs").glob("joint_*.yaml")}
-
-
-@dataclass
-class JointModelConfig:
-    stage1: str = ""  # stage-1 model folder (classifier/ + attributes.*), e.g. runs/emoset-vit-b-32/final
-    diffusion: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # Hub id or local diffusers folder
-    correlation: str | None = None  # folder with correlation.safetensors (train/probe.py); null: α = 1
-    fusion_hidden: int = 1024  # mapper hidden width (official: 1024)
-    placeholder_initializer: str | None = None  # token whose embedding initialises <emotion> (unused in practice)
-    train_queries: bool = True  # queries + Interactive Blocks (the "implicit feedback" path)
-    train_projections: bool = True  # W_S, W_O
-    train_backbone: bool = False  # CLIP ViT blocks (the paper's "entire model" setting)
-    train_head: bool = False  # the stage-1 emotion head
-    train_unet: bool = False
-    gradient_checkpointing: bool = False  # recompute the UNet's and the ViT's activations in backward (less memory)
-    copy_diffusion: bool | None = None  # write diffusion/ into the model folder; null: for local bases, and always
-    # when the UNet is trained (a trained UNet is never dropped)
-    init_fusion: str | None = None  # start the mappers from a fusion/ folder (or a model folder) instead of afresh
-
-
-@dataclass
-class JointLossConfig:
-    understanding: float = 0.3  # γ1 (official 0.5)
-    condition: float = 0.3  # γ2 (official: see condition_variant)
-    diffusion: float = 0.4  # γ3 (official 1.0)
-    scene: float = 0.25  # λ1 inside L_U
-    object: float = 0.25  # λ2
-    emotion: float = 0.5  # λ3
-    temperature: float = 0.07
-    symmetric: bool = False
-    released_masking: bool = False  # official: missing attributes' dummy texts and duplicates stay negatives
-    condition_margin: float = 0.1  # ξ (official 0.5)
-    # paper: hinge on the condition head's softmax (Eq. 7). official: the released code's
-    # 1e-3·CE(z, e+) + 1e-6·max(0, ξ + cos(z, e-) - cos(z, e+)), z = the frozen stage-1 head's last layer on c
-    condition_variant: str = "paper"
-
-
-@dataclass
-class JointOptimConfig:
-    lr_queries: float = 5e-4
-    lr_mappers: float = 1e-3  # mappers + condition head
-    lr_projections: float = 1e-4
-    lr_backbone: float = 8e-6
-    lr_head: float = 1e-4
-    lr_unet: float = 1e-5
-    weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_ratio: float = 0.02
-    grad_clip: float = 1.0
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""Train the CLIP emotion probe and build the α table (paper IV-A and Eq. 5, METHOD.md sections 4 and 8).
+"""Train the CLIP emotion probe and build the α table (paper IV-A and Eq. 5, docs/method.md sections 4 and 8).
 
 1. Embed every image of the training (and validation) split with the frozen CLIP image tower: evaluation
    transform (shortest-side resize + center crop to the vision config's image size, CLIP mean/std), no
    augmentation, no gradient, L2-normalised projected embeddings.
 2. Train the emotion probe on those embeddings: two fully connected layers (the α probe of paper IV-A), or
-   one with ``probe_layers=1`` (the Emo-A scorer of METHOD.md section 8, whose probability of the intended
+   one with ``probe_layers=1`` (the Emo-A scorer of docs/method.md section 8, whose probability of the intended
    emotion is also explicit feedback's P_emo). Train and validation accuracy are reported.
 3. With the trained probe, compute p(e | I) for every training image and average it over the images of
    each scene and object attribute: the α table (``uniemo.correlation.build_correlation_table``). The
@@ -26,19 +26,15 @@ no scene or object annotation at all, e.g. FI: a warning says so) and ``metrics.
 
 from __future__ import annotations
 
-import sys
+import json
+import logging
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import json  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-from uniemo.config import parse_config, save_config  # noqa: E402
-from uniemo.training.checks import check_probe_inputs, clip_identity  # noqa: E402
-from uniemo.training.data_config import DataConfig  # noqa: E402  (the same data options as stages 1 and 2)
+from uniemo.config import parse_config, save_config
+from uniemo.training.checks import check_probe_inputs, clip_identity
+from uniemo.training.data_config import DataConfig  # the same data options as stages 1 and 2
 
 logger = logging.getLogger("uniemo.train.probe")
 PRESETS = {p.stem.replace("probe_", ""): p for p in (Path(__file__).parent / "configs").glob("probe_*.yaml")}

@@ -1,6 +1,6 @@
 """Build UniEmo-Tiny from nothing on a CPU: the synthetic world in which every part of UniEmo runs for real.
 
-METHOD.md section 10. Steps, each seeded and logged to ``<work_dir>/tiny_world.jsonl``:
+docs/method.md section 10. Steps, each seeded and logged to ``<work_dir>/tiny_world.jsonl``:
 
 1. generate EmoShapes (EmoSet's on-disk layout) with ``uniemo.data.emoshapes``;
 2. pretrain a tiny CLIP (image and text towers, transformers ``CLIPModel``) contrastively on the captions
@@ -25,18 +25,15 @@ changing only the SD's or stage 2's settings, the data, the CLIP, stage 1 and th
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import json  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-from uniemo.config import parse_config, save_config  # noqa: E402
+from uniemo.config import parse_config, save_config
 
 logger = logging.getLogger("uniemo.train.tiny_world")
 
@@ -212,7 +209,7 @@ def write_bundle_descriptor(out: Path, kept: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     command_line = argv is None  # a bad config there prints the usage and exits 2
     argv = list(sys.argv[1:] if argv is None else argv)
-    # --out DIR and --smoke as in INTERFACES.md; everything else is key=value
+    # --out DIR and --smoke as in docs/api.md; everything else is key=value
     words, i = [], 0
     while i < len(argv):
         if argv[i] == "--out" and i + 1 < len(argv):

@@ -1,4 +1,4 @@
-"""Stage 1: train the expert-query emotion classifier (paper III-A, METHOD.md section 3).
+"""Stage 1: train the expert-query emotion classifier (paper III-A, docs/method.md section 3).
 
 L_U = λ1·L_S + λ2·L_O + λ3·L_Cls: scene / object contrastive losses against the frozen CLIP text tower's
 attribute embeddings (computed once, cached) plus cross-entropy on the emotion head. AdamW with its own
@@ -19,21 +19,17 @@ their frozen CLIP text embeddings) and ``final/uniemo.json``.
 
 from __future__ import annotations
 
-import sys
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import json  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
-
-from uniemo.config import parse_config, save_config  # noqa: E402
-from uniemo.training.checks import check_stage1_inputs, clip_identity  # noqa: E402
-from uniemo.training.data_config import DataConfig  # noqa: E402
+from uniemo.config import parse_config, save_config
+from uniemo.training.checks import check_stage1_inputs, clip_identity
+from uniemo.training.data_config import DataConfig
 
 logger = logging.getLogger("uniemo.train.understanding")
 PRESETS = {p.stem.replace("understanding_", ""): p
