@@ -32,23 +32,20 @@ There peak memory is the process's peak resident set (VmHWM, reset through /proc
 
 from __future__ import annotations
 
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
 import sys
+import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any, Callable
 
 STOCK_PROMPT = "a photo of a lamp"
 GUIDANCE = 7.5
