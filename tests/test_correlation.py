@@ -285,7 +285,6 @@ def test_clip_image_embeddings_tiny_clip_and_plain_tensor():
 # train/probe.py
 
 
-@pytest.mark.slow
 def test_probe_script_end_to_end(tmp_path, learnable_emoset):
     from train.probe import main
 

@@ -293,7 +293,6 @@ def test_transfer_accepts_free_text_nouns(pipe):
     assert transferred[0][1].startswith("awe a red umbrella")
 
 
-@pytest.mark.slow
 def test_fuse_with_and_without_the_weight_sweep(pipe):
     fused, strip = handlers.fuse_images(pipe, "amusement", "fear", 0.7, num_images=1, seed=0, steps=STEPS)
     assert len(fused) == 1 and strip == [] and fused[0][1].startswith("0.70·amusement + 0.30·fear")

@@ -56,7 +56,6 @@ def timed_classify(client) -> float:
     return time.perf_counter() - start
 
 
-@pytest.mark.slow
 def test_classify_does_not_wait_behind_queued_generations(client):
     timed_classify(client)  # warm-up: first-call costs are not the queue's
     own = statistics.median(timed_classify(client) for _ in range(3))

@@ -113,7 +113,6 @@ def test_generation_reports_progress_steps(client):
     assert ("Generating", 30) in seen
 
 
-@pytest.mark.slow
 def test_twenty_concurrent_classifications_all_succeed(client):
     jobs = [client.submit(handle_file(str(EXAMPLE)), api_name="/classify") for _ in range(20)]
     results = [job.result(timeout=120) for job in jobs]

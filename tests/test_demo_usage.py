@@ -103,7 +103,6 @@ def caption_seeds(gallery) -> list[int]:
     return [int(re.search(r"seed (\d+)$", caption).group(1)) for _, caption in gallery]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("render", [
     lambda p, n, seed: handlers.generate_images(p, "awe", n, seed, STEPS),
     lambda p, n, seed: handlers.transfer_images(p, "fear", "lamp", n, seed, STEPS)[0],

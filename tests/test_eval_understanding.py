@@ -125,7 +125,6 @@ def test_stage1_final_folder_numbers_equal_a_direct_report(tmp_path, learnable_e
                                 "plot": str(png.resolve())}
 
 
-@pytest.mark.slow
 def test_run_folder_and_classifier_folder_are_accepted(tmp_path, learnable_emoset):
     save_model(tmp_path / "run" / "final")
     common = ["--dataset", "emoset", "--data-root", str(learnable_emoset), "--split", "val", *FAST]

@@ -112,7 +112,6 @@ def test_joint_step_keeps_generated_rows_out_of_the_generation_losses(learnable_
     assert everything["diffusion"] == 0.0 and everything["condition"] == 0.0 and everything["understanding"] > 0
 
 
-@pytest.mark.slow
 def test_feedback_round_then_joint_continues_on_the_mix(tiny_model_dir, tiny_correlation_dir, learnable_emoset,
                                                         tmp_path):
     from train import feedback, joint

@@ -66,7 +66,6 @@ def test_all_terms_finite_and_condition_head_learns(learnable_emoset, tiny_stage
     assert models["joint"].fusion.condition_head.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.slow
 def test_tiny_joint_run_resumes_and_writes_a_model_folder(learnable_emoset, tiny_stage1_dir, tiny_sd_dir,
                                                          tiny_correlation_dir, tmp_path):
     common = ["--preset", "tiny", f"data.root={learnable_emoset}", f"model.stage1={tiny_stage1_dir}",

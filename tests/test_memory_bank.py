@@ -92,7 +92,6 @@ def test_banked_dataset_serves_generated_records_without_attributes(tmp_path):
     assert batch["generated"].tolist() == [False, False, False, True, True]
 
 
-@pytest.mark.slow
 def test_tiny_joint_run_with_the_memory_bank(learnable_emoset, tiny_stage1_dir, tiny_sd_dir, tiny_correlation_dir,
                                              tmp_path):
     from train import joint

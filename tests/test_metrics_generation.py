@@ -253,7 +253,6 @@ def test_lpips_without_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------- end to end (tiny)
 
 
-@pytest.mark.slow
 def test_generate_then_score_on_the_tiny_model(tiny_model_dir, tiny_correlation_dir, learnable_emoset, tmp_path):
     out = tmp_path / "gen"
     # two emotions keep it quick; their seeds still follow their places among the model's eight

@@ -37,7 +37,6 @@ def test_generate_transfer_fuse_return_pil_images(pipe):
         assert all(isinstance(im, Image.Image) and im.size == (32, 32) for im in images)
 
 
-@pytest.mark.slow
 def test_same_seed_same_pixels_and_per_image_seeds(pipe):
     a = pipe.generate("awe", num_images=2, seed=3)
     b = pipe.generate("awe", num_images=2, seed=3)
@@ -57,7 +56,6 @@ def test_fuse_weight_one_is_the_first_emotion(pipe):
     assert np.array_equal(pixels(pipe.fuse("awe", "fear", weight=1.0, seed=5)), pixels(pipe.generate("awe", seed=5)))
 
 
-@pytest.mark.slow
 def test_noun_guidance_equal_to_guidance_is_the_stock_pipeline(pipe):
     """Composable guidance with g_n = g reduces to the stock pipeline's ε(∅) + g·(ε(c, noun) − ε(∅)): our loop
     (three UNet branches) gives the stock pipeline's images up to float rounding; another g_n changes them."""
@@ -85,7 +83,6 @@ def test_noun_guidance_equal_to_guidance_is_the_stock_pipeline(pipe):
     assert np.array_equal(again, louder)
 
 
-@pytest.mark.slow
 def test_transfer_guidance_defaults_to_the_folders_transfer_recommendation(pipe):
     """With ``transfer_guidance_scale`` in the folder's sampler, transfer's g defaults to it (generate keeps
     ``guidance_scale``); without it, to ``guidance_scale``."""
@@ -150,7 +147,6 @@ def test_classify_rejects_unreadable_input(pipe, tmp_path):
         pipe.classify(np.zeros((4, 4), dtype=np.float32))
 
 
-@pytest.mark.slow
 def test_save_load_round_trip_same_pixels(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "copy")
     again = UniEmoPipeline.from_pretrained(tmp_path / "copy")

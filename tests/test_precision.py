@@ -59,7 +59,6 @@ def test_half_precision_stage2_writes_a_folder_that_loads_and_generates(
     assert pipe.fuse("amusement", "fear", weight=0.3, **kw)[0].size == (32, 32)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.bfloat16, "fp16"])
 def test_from_pretrained_dtype_reaches_every_module(tiny_model_dir, dtype):
     pipe = UniEmoPipeline.from_pretrained(tiny_model_dir, dtype=dtype)
@@ -95,7 +94,6 @@ def test_mixed_precision_no_is_a_string_in_overrides_and_files(tmp_path):
         parse_config(Config, ["model.stage1=x", "mixed_precision=fp8"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("configured, launcher, expected", [(None, "bf16", "bf16"), ("no", "bf16", "no"),
                                                              (None, None, "no")])
 def test_stage1_honours_the_launchers_precision_unless_the_config_sets_one(

@@ -50,7 +50,6 @@ def test_asking_for_it_on_a_base_without_one_is_an_error(tiny_model_dir):
         UniEmoPipeline.from_pretrained(tiny_model_dir, safety_checker=True)
 
 
-@pytest.mark.slow
 def test_when_on_every_path_is_checked_on_the_pipelines_device(checked_model_dir):
     pipe = UniEmoPipeline.from_pretrained(checked_model_dir, safety_checker=True)
     assert pipe.sd.safety_checker.device == pipe.device
@@ -67,7 +66,6 @@ def test_when_on_every_path_is_checked_on_the_pipelines_device(checked_model_dir
             assert not np.asarray(image).any(), f"{path}: a flagged image comes back black"
 
 
-@pytest.mark.slow
 def test_flagged_images_are_recorded_and_left_out_of_the_scores(checked_model_dir, tmp_path):
     from eval import generate
     from uniemo.generation_scores import read_generated

@@ -31,7 +31,6 @@ def test_bundle_is_small_and_complete():
     assert not list(BUNDLE.rglob("*.bin")) and not list(BUNDLE.rglob("*.pt")), "only safetensors and JSON"
 
 
-@pytest.mark.slow
 def test_bundle_recognises_fresh_emoshapes_images(bundle, tmp_path):
     """Images the model never saw (another seed of the world) are classified far above chance (12.5 %)."""
     from uniemo.data import build_dataset
@@ -45,7 +44,6 @@ def test_bundle_recognises_fresh_emoshapes_images(bundle, tmp_path):
     assert hits / len(test) >= 0.6, hits / len(test)
 
 
-@pytest.mark.slow
 def test_bundle_answers_every_call_offline(bundle):
     from PIL import Image
 

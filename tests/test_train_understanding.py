@@ -31,7 +31,6 @@ def test_tiny_stage1_learns(tmp_path, learnable_emoset):
     assert attrs["scenes"] == ["forest", "room", "sea", "sky"]
 
 
-@pytest.mark.slow
 def test_resume_gives_identical_weights(tmp_path, learnable_emoset):
     common = ["--preset", "tiny", f"data.root={learnable_emoset}", "max_steps=12", "checkpoint_every=5",
               "checkpoints_total_limit=5", "eval_every=6", "model.overrides={head_dropout: 0.5}"]
