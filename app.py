@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     model = args.model or os.environ.get("UNIEMO_MODEL") or str(BUNDLED_MODEL)
     if model == str(BUNDLED_MODEL) and not BUNDLED_MODEL.is_dir():
         sys.exit(f"error: no model given and the bundled UniEmo-Tiny is missing at {BUNDLED_MODEL}; pass --model "
-                 "DIR, set UNIEMO_MODEL, or build it with: python train/tiny_world.py --out assets/uniemo-tiny")
+                 "DIR, set UNIEMO_MODEL, or build it with: python -m train.tiny_world --out assets/uniemo-tiny")
 
     from uniemo import UniEmoPipeline  # heavy imports after argument parsing, so --help stays instant
 

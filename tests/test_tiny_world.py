@@ -17,7 +17,7 @@ EMOTION_FLOOR = 0.3
 @pytest.fixture(scope="module")
 def bundle():
     if not (BUNDLE / "uniemo.json").is_file():
-        pytest.fail(f"the bundled model is missing at {BUNDLE}: build it with python train/tiny_world.py")
+        pytest.fail(f"the bundled model is missing at {BUNDLE}: build it with python -m train.tiny_world")
     from uniemo import UniEmoPipeline
 
     return UniEmoPipeline.from_pretrained(BUNDLE)

@@ -19,8 +19,8 @@ used by CI); the full build takes about 90 minutes on 2 CPU cores, 47 of them fo
 ``resume=true`` reuses the steps an earlier build in the same work folder finished with the same settings (after
 changing only the SD's or stage 2's settings, the data, the CLIP, stage 1 and the probe are kept).
 
-    python train/tiny_world.py --out assets/uniemo-tiny
-    python train/tiny_world.py --smoke --out /tmp/uniemo-tiny-smoke
+    python -m train.tiny_world --out assets/uniemo-tiny
+    python -m train.tiny_world --smoke --out /tmp/uniemo-tiny-smoke
 """
 
 from __future__ import annotations
