@@ -12,15 +12,13 @@ process (gradio's own image opening included).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from uniemo.data.base import upright
-from uniemo.pipeline import load_input_image
+from uniemo.data.images import UnreadableImageError, open_image
 
 # Input images. A decoded image costs 3 bytes per pixel (and more in transit through the model), so the
 # demo refuses anything above 40 MP (a 7000 x 5700 photo still fits) instead of PIL's default of ~89 MP.
@@ -68,9 +66,10 @@ def read_image(image: Any, folders: Sequence[str | os.PathLike] | None = None,
                max_bytes: int = MAX_INPUT_BYTES) -> Image.Image:
     """Open an uploaded image as RGB, upright, or say clearly why it cannot be used.
 
-    Handles any PIL mode (RGBA, palette, greyscale, CMYK, 16-bit) and animations (first frame), and applies the
-    EXIF orientation (``upright``). Images above ``MAX_INPUT_PIXELS`` are refused before decoding (decompression
-    bombs); accepted images larger than ``MAX_WORKING_SIDE`` are downscaled.
+    The library's ``open_image`` does the opening with this page's limits: any PIL mode (RGBA, palette,
+    greyscale, CMYK, 16-bit) and animations (first frame), the EXIF orientation applied, images above
+    ``MAX_INPUT_PIXELS`` refused from their header before decoding (decompression bombs), truncated files refused.
+    Accepted images larger than ``MAX_WORKING_SIDE`` are downscaled.
 
     Args:
         image: a file path (what the page and the API deliver) or a PIL image.
@@ -89,53 +88,36 @@ def read_image(image: Any, folders: Sequence[str | os.PathLike] | None = None,
         raise ValueError("no image: upload or paste an image first")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image) if folders is None else check_uploaded(image, folders)
-        name = path.name if len(path.name) <= 60 else path.name[:57] + "..."
-        if not path.is_file():
-            raise ValueError(f"the image file {name!r} does not exist")
-        nbytes = path.stat().st_size
-        if nbytes == 0:
-            raise ValueError(f"{name!r} is an empty file, not an image")
-        if nbytes > max_bytes:
-            raise ValueError(f"{name!r} is {nbytes / 2**20:.1f} MB; images up to "
-                             f"{max_bytes // 2**20} MB are accepted")
-        # A bomb warning (above the pixel limit) is made an error, like PIL's own error at twice the limit.
-        # Image.open reads only the header, so this refuses a bomb before decoding any pixel.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                opened = Image.open(path)
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-                raise ValueError(f"{name!r} is too large to open safely ({e}); "
-                                 f"at most {MAX_INPUT_PIXELS / 1e6:.0f} megapixels are accepted") from e
-            except UnidentifiedImageError as e:
-                raise ValueError(f"{name!r} is not an image file this demo can read "
-                                 "(use PNG, JPEG, WebP, GIF, BMP or TIFF)") from e
-            except (OSError, SyntaxError, ValueError) as e:
-                raise ValueError(f"{name!r} could not be opened as an image; the file may be truncated or "
-                                 f"corrupt ({e})") from e
-        with opened:
-            _check_pixels(opened.size)
-            try:
-                opened.load()  # decode now: a truncated file fails here, not later inside the model
-                rgb = load_input_image(upright(opened))
-            except (OSError, SyntaxError, ValueError) as e:
-                raise ValueError(f"{name!r} could not be decoded; the file may be truncated or corrupt "
-                                 f"({e})") from e
+        name = repr(path.name if len(path.name) <= 60 else path.name[:57] + "...")
+        image = path
     elif isinstance(image, Image.Image):
-        _check_pixels(image.size)
-        rgb = load_input_image(upright(image))
+        name = "the image"
     else:
         raise ValueError(f"expected an image file path or a PIL image, got {type(image).__name__}")
+    try:
+        rgb = open_image(image, max_bytes=max_bytes, max_pixels=MAX_INPUT_PIXELS, min_side=MIN_INPUT_SIDE)
+    except UnreadableImageError as e:
+        raise ValueError(_message(e, name, max_bytes)) from e
     if max(rgb.size) > MAX_WORKING_SIDE:
         rgb.thumbnail((MAX_WORKING_SIDE, MAX_WORKING_SIDE), Image.Resampling.LANCZOS)
     return rgb
 
 
-def _check_pixels(size: tuple[int, int]) -> None:
-    width, height = size
-    if width * height > MAX_INPUT_PIXELS:
-        raise ValueError(f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} MP); "
-                         f"at most {MAX_INPUT_PIXELS / 1e6:.0f} megapixels are accepted")
-    if min(width, height) < MIN_INPUT_SIDE:
-        raise ValueError(f"the image is {width}x{height} pixels; both sides must be at least "
-                         f"{MIN_INPUT_SIDE} pixels")
+def _message(error: UnreadableImageError, name: str, max_bytes: int) -> str:
+    """What the page says about an image ``open_image`` refused; ``name`` is the short file name, never a path."""
+    mp = f"at most {MAX_INPUT_PIXELS / 1e6:.0f} megapixels are accepted"
+    if error.size is not None:
+        width, height = error.size
+        if error.reason == "too_many_pixels":
+            return f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} MP); {mp}"
+        return f"the image is {width}x{height} pixels; both sides must be at least {MIN_INPUT_SIDE} pixels"
+    detail = f" ({error.__cause__})" if error.__cause__ is not None else ""  # PIL's words, which name no path
+    messages = {
+        "missing": f"the image file {name} does not exist",
+        "empty": f"{name} is an empty file, not an image",
+        "too_many_bytes": f"{name} is {(error.nbytes or 0) / 2**20:.1f} MB; images up to {max_bytes // 2**20} MB "
+                          "are accepted",
+        "too_many_pixels": f"{name} is too large to open safely; {mp}",
+        "not_an_image": f"{name} is not an image file this demo can read (use PNG, JPEG, WebP, GIF, BMP or TIFF)",
+    }
+    return messages.get(error.reason, f"{name} could not be decoded; the file may be truncated or corrupt{detail}")

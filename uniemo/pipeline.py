@@ -6,7 +6,8 @@ turns it into ``prompt_embeds`` through the placeholder token, and calls the sto
 embeddings (negative = the empty prompt) — no sampler of our own.
 
 Transfer may weigh the noun on its own (``noun_guidance_scale``, composable guidance; see ``transfer``): the
-only place where the denoising loop is ours, and with the noun weighed like the rest it is not used at all.
+only place where the denoising loop is ours, and with the noun weighed like the rest it is not used at all. The
+settings' limits, the schedulers and both renderings live in ``uniemo.sampling``.
 
 Seeds: image i of a call with ``seed=s`` uses seed ``s + i`` for both its emotion-space sample and its initial
 latents, so ``generate(e, num_images=2, seed=0)[1]`` equals ``generate(e, num_images=1, seed=1)[0]``.
@@ -22,37 +23,34 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
+import huggingface_hub
 import numpy as np
 import torch
 from PIL import Image
 
+from uniemo.attributes import AttributeTargets
+from uniemo.classifier import EmoClassifier, EmoFeatures
 from uniemo.constants import NEUTRAL_NOUNS, PLACEHOLDER_TOKEN
+from uniemo.correlation import CorrelationTable
+from uniemo.data.images import open_image
+from uniemo.data.transforms import build_transform
+from uniemo.diffusion import add_placeholder_token, encode_condition, encode_prompt, load_stable_diffusion
+from uniemo.emotion_space import EmotionSpace
+from uniemo.fusion import EmoFusion, fuse_features
 from uniemo.model_folder import REQUIRED_COMPONENTS, kept_card, read_manifest, write_manifest
+from uniemo.sampling import (FAST_SETTINGS, MAX_GUIDANCE, MAX_IMAGES, MAX_NOUN_CHARS, MAX_STEPS, OFFICIAL_SETTINGS,
+                             SCHEDULERS, Callback, build_scheduler, check_guidance, check_noun, check_settings,
+                             render, render_composed)
+
+# the settings' limits and defaults live in uniemo.sampling; they are part of this module's interface too
+__all__ = ["EmotionPrediction", "UniEmoPipeline", "load_input_image", "resolve_dtype", "FAST_SETTINGS",
+           "MAX_GUIDANCE", "MAX_IMAGES", "MAX_NOUN_CHARS", "MAX_STEPS", "OFFICIAL_SETTINGS", "SCHEDULERS"]
 
 logger = logging.getLogger(__name__)
-
-SCHEDULERS = ("unipc", "ddim", "dpm++", "euler", "pndm")
-MAX_IMAGES = 16
-MAX_STEPS = 200
-MAX_GUIDANCE = 30.0
-MAX_NOUN_CHARS = 200
-# Official sampler settings (UniPC, 50 steps, guidance 7.5); FAST_SETTINGS are documented faster ones.
-# A model folder may recommend its own in uniemo.json "sampler", including "space_scale": the factor on the
-# emotion-space standard deviations when sampling (1 = the fitted Gaussians; < 1 draws closer to each
-# emotion's centroid, a truncation-style trade of diversity for fidelity), and for transfer
-# "transfer_guidance_scale" (its guidance_scale, else "guidance_scale") and "noun_guidance_scale" (see
-# UniEmoPipeline.transfer).
-OFFICIAL_SETTINGS = {"scheduler": "unipc", "num_inference_steps": 50, "guidance_scale": 7.5}
-FAST_SETTINGS = {"scheduler": "dpm++", "num_inference_steps": 20, "guidance_scale": 7.5}
-
-
-def _check_guidance(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_GUIDANCE:
-        raise ValueError(f"{name} must be a number between 0 and {MAX_GUIDANCE}, got {value!r}")
 
 
 @dataclass
@@ -78,30 +76,10 @@ class EmotionPrediction:
 
 
 def load_input_image(image) -> Image.Image:
-    """PIL image, path or (H, W[, C]) uint8 array -> upright (EXIF orientation applied) RGB PIL image; a clear
-    ``ValueError`` otherwise."""
-    from uniemo.data.base import upright
-    from uniemo.data.transforms import to_rgb
-
-    if isinstance(image, (str, os.PathLike)):
-        from uniemo.data.base import UnreadableImageError, load_image
-
-        try:
-            image = load_image(image)
-        except UnreadableImageError as e:
-            raise ValueError(str(e)) from e
-    elif isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ValueError(f"an image array must be uint8 (H, W) or (H, W, C), got {image.dtype} {image.shape}")
-        image = Image.fromarray(image)
-    if not isinstance(image, Image.Image):
-        raise ValueError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
-    try:
-        image.load()
-        # a phone photo stores its rotation in EXIF: apply it, so the model sees the picture upright
-        return to_rgb(upright(image))
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"the image could not be decoded: {e}") from e
+    """PIL image, path or (H, W[, C]) uint8 array -> upright (EXIF orientation applied) RGB PIL image, or a clear
+    ``ValueError``: ``uniemo.data.images.open_image`` without size limits, what ``classify`` and ``condition`` read
+    their image with."""
+    return open_image(image)
 
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
@@ -117,14 +95,6 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
         return _DTYPES[dtype.lower().removeprefix("torch.")]
     raise ValueError(f"dtype must be float32, float16 or bfloat16 (or fp32 / fp16 / bf16), got {dtype!r}")
-
-
-def _mark_flagged(images: list[Image.Image], flagged: list[bool] | None) -> list[Image.Image]:
-    """Record the safety checker's verdict on each image as ``image.info["nsfw"]`` (only when it ran)."""
-    if flagged is not None:
-        for image, flag in zip(images, flagged):
-            image.info["nsfw"] = bool(flag)
-    return images
 
 
 def _center_crop(image: Image.Image) -> Image.Image:
@@ -155,8 +125,6 @@ class UniEmoPipeline:
         # the official sampler settings, unless the model folder recommends its own (uniemo.json "sampler")
         self.defaults = {**OFFICIAL_SETTINGS, **self.info.get("sampler", {})}
         self.set_scheduler(self.defaults["scheduler"])
-        from uniemo.data.transforms import build_transform
-
         cfg = classifier.config
         self.transform = build_transform(cfg.image_size, False, cfg.image_mean, cfg.image_std)
         if tuple(emotion_space.emotions) != tuple(cfg.emotions):
@@ -184,12 +152,6 @@ class UniEmoPipeline:
                 default, as in training and evaluation.
             revision: for a Hub repo, the branch, tag or commit to download (default: the main branch).
         """
-        from uniemo.attributes import AttributeTargets
-        from uniemo.classifier import EmoClassifier
-        from uniemo.diffusion import add_placeholder_token, load_stable_diffusion
-        from uniemo.emotion_space import EmotionSpace
-        from uniemo.fusion import EmoFusion
-
         if dtype is not None and torch_dtype is not None and resolve_dtype(dtype) != resolve_dtype(torch_dtype):
             raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass only dtype")
         dtype = resolve_dtype(dtype if dtype is not None else torch_dtype)
@@ -202,10 +164,8 @@ class UniEmoPipeline:
             looks_like_repo = name.count("/") == 1 and not name.startswith((".", "/", "~"))
             if not looks_like_repo:
                 raise FileNotFoundError(f"model folder {name!r} does not exist")
-            from huggingface_hub import snapshot_download
-
             try:
-                root = Path(snapshot_download(name, revision=revision, library_name="uniemo"))
+                root = Path(huggingface_hub.snapshot_download(name, revision=revision, library_name="uniemo"))
             except Exception as e:  # offline, unknown repo or revision, no access
                 raise FileNotFoundError(
                     f"{name!r} is neither a local model folder nor a reachable Hub repo ({e})") from e
@@ -216,8 +176,6 @@ class UniEmoPipeline:
         attributes = AttributeTargets.load(root)
         correlation = None
         if "correlation" in info["components"]:
-            from uniemo.correlation import CorrelationTable
-
             correlation = CorrelationTable.load(root)
         base = info.get("diffusion", "")
         diffusion_path = str(root / base) if base.startswith("diffusion") else base
@@ -268,11 +226,7 @@ class UniEmoPipeline:
         Returns:
             the ``huggingface_hub.CommitInfo`` of the upload.
         """
-        import tempfile
-
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
+        api = huggingface_hub.HfApi(token=token)
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         repo_id = getattr(url, "repo_id", None) or repo_id  # "name" alone becomes "user/name"
         if revision is not None:
@@ -320,14 +274,7 @@ class UniEmoPipeline:
 
     def set_scheduler(self, name: str) -> None:
         """Swap the sampler: ``unipc`` (official), ``ddim``, ``dpm++``, ``euler``, ``pndm``."""
-        from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler,
-                               UniPCMultistepScheduler)
-
-        classes = {"unipc": UniPCMultistepScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler,
-                   "euler": EulerDiscreteScheduler, "pndm": PNDMScheduler}
-        if name not in classes:
-            raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
-        self.sd.scheduler = classes[name].from_config(self.sd.scheduler.config)
+        self.sd.scheduler = build_scheduler(name, self.sd.scheduler.config)
         self.defaults["scheduler"] = name
 
     # ---------------------------------------------------------------------------------------- understanding
@@ -344,7 +291,7 @@ class UniEmoPipeline:
         Args:
             image: a PIL image (any mode; animations use their first frame), a path, or a uint8 array.
         """
-        image = load_input_image(image)
+        image = open_image(image)
         pixel_values = self.transform(image).unsqueeze(0).to(self.device, self.dtype)
         out = self.classifier(pixel_values, return_attention=True)
         probs = out.logits.float().softmax(-1)[0].cpu()
@@ -368,21 +315,11 @@ class UniEmoPipeline:
 
     @torch.no_grad()
     def _condition_from_embeds(self, cls_embed, scene_embed, object_embed, emotion_idx: int) -> torch.Tensor:
-        """Fuse three (B, D) embeds into c (B, C) with α looked up at the target emotion."""
-        from uniemo.classifier import EmoFeatures
-
+        """Fuse three (B, D) embeds into c (B, C) with α looked up at the target emotion (``fuse_features``)."""
         dev, dt = self.device, self.dtype
-        cls_embed, scene_embed, object_embed = (t.to(dev, dt) for t in (cls_embed, scene_embed, object_embed))
-        feats = EmoFeatures(cls_embed=cls_embed, scene_embed=scene_embed, object_embed=object_embed)
-        target = torch.full((len(cls_embed),), emotion_idx, dtype=torch.long)
-        if self.correlation is None:
-            a_s = a_o = torch.ones(len(cls_embed))
-        else:
-            scene_pts, object_pts = self.classifier.project_queries(feats)
-            s_idx, o_idx, _, _ = self.correlation.match(scene_pts.float().cpu(), object_pts.float().cpu())
-            a_s, a_o = self.correlation.lookup(s_idx, o_idx, target)
-        return self.fusion(cls_embed.to(dev, dt), scene_embed.to(dev, dt), object_embed.to(dev, dt), a_s.to(dev, dt),
-                           a_o.to(dev, dt))
+        feats = EmoFeatures(cls_embed=cls_embed.to(dev, dt), scene_embed=scene_embed.to(dev, dt),
+                            object_embed=object_embed.to(dev, dt))
+        return fuse_features(self.classifier, self.fusion, self.correlation, feats, emotion_idx)
 
     @torch.no_grad()
     def condition(self, emotion: str, num_images: int = 1, seed: int = 0, image=None) -> torch.Tensor:
@@ -390,7 +327,7 @@ class UniEmoPipeline:
         row i), or, when ``image`` is given, from that reference image's own features (same row repeated)."""
         e = self._emotion_index(emotion)
         if image is not None:
-            pixel_values = self.transform(load_input_image(image)).unsqueeze(0).to(self.device, self.dtype)
+            pixel_values = self.transform(open_image(image)).unsqueeze(0).to(self.device, self.dtype)
             f = self.classifier.forward_features(pixel_values)
             embeds = [f.cls_embed, f.scene_embed, f.object_embed]
             embeds = [t.float().expand(num_images, -1) for t in embeds]
@@ -404,8 +341,6 @@ class UniEmoPipeline:
     @torch.no_grad()
     def prompt_embeds(self, condition: torch.Tensor, noun: str | None = None) -> torch.Tensor:
         """c (B, C) -> prompt_embeds (B, 77, C) through the placeholder (``"<emotion>"`` or ``"<emotion> noun"``)."""
-        from uniemo.diffusion import encode_condition
-
         prompt = PLACEHOLDER_TOKEN if noun is None else f"{PLACEHOLDER_TOKEN} {noun}"
         dtype = self.sd.text_encoder.dtype
         return encode_condition(self.sd.text_encoder, self.sd.tokenizer, condition.to(self.device, dtype), prompt,
@@ -414,94 +349,33 @@ class UniEmoPipeline:
     # ------------------------------------------------------------------------------------------- generation
 
     def _settings(self, num_images, num_inference_steps, guidance_scale, size) -> tuple[int, float, int]:
-        """Fill in the defaults (``None``) and validate; returns (steps, guidance, size)."""
+        """Fill in the defaults (``None``) and validate (``uniemo.sampling.check_settings``); returns (steps,
+        guidance, size)."""
         steps = self.defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
         guidance = self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
-        size = self.resolution if size is None else size
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or not 1 <= num_images <= MAX_IMAGES:
-            raise ValueError(f"num_images must be an integer from 1 to {MAX_IMAGES}, got {num_images!r}")
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise ValueError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
-        _check_guidance("guidance_scale", guidance)
-        if isinstance(size, bool) or not isinstance(size, int) or size % 8 or not 8 <= size <= 2048:
-            raise ValueError(f"size must be a multiple of 8 between 8 and 2048, got {size!r}")
-        return steps, float(guidance), size
-
-    def _check_noun(self, noun: str) -> str:
-        if not isinstance(noun, str) or not noun.strip():
-            raise ValueError(f"the noun is empty: give an object such as {', '.join(self.transfer_nouns)}")
-        noun = " ".join(noun.split())
-        if len(noun) > MAX_NOUN_CHARS:
-            raise ValueError(f"the noun is {len(noun)} characters long; at most {MAX_NOUN_CHARS} are allowed")
-        if PLACEHOLDER_TOKEN in noun:
-            raise ValueError(f"the noun may not contain the placeholder token {PLACEHOLDER_TOKEN}")
-        return noun
+        return check_settings(num_images, steps, guidance, self.resolution if size is None else size)
 
     @torch.no_grad()
     def _negative_embeds(self) -> torch.Tensor:
         """The empty prompt's embeddings (1, 77, C), encoded once."""
         if self._negative is None:
-            from uniemo.diffusion import encode_prompt
-
             self._negative = encode_prompt(self.sd.text_encoder, self.sd.tokenizer, [""])
         return self._negative
 
-    @torch.no_grad()
     def _render(self, prompt_embeds: torch.Tensor, seed: int, settings: tuple[int, float, int],
-                callback: Callable[[int, int], None] | None) -> list[Image.Image]:
-        steps, guidance, size = settings
-        negative = self._negative_embeds().expand(len(prompt_embeds), -1, -1)
-        generators = [torch.Generator().manual_seed(seed + i) for i in range(len(prompt_embeds))]
+                callback: Callback | None) -> list[Image.Image]:
+        return render(self.sd, prompt_embeds, self._negative_embeds(), seed, settings, callback)
 
-        def on_step(pipe, step, timestep, kwargs):
-            if callback is not None:
-                callback(step + 1, steps)
-            return kwargs
-
-        out = self.sd(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, height=size, width=size,
-                      num_inference_steps=steps, guidance_scale=guidance, generator=generators,
-                      callback_on_step_end=on_step, output_type="pil")
-        return _mark_flagged(out.images, out.nsfw_content_detected)
-
-    @torch.no_grad()
-    def _render_composed(self, base_embeds: torch.Tensor, noun_embeds: torch.Tensor, noun_guidance: float, seed: int,
-                         settings: tuple[int, float, int], callback: Callable[[int, int], None] | None
+    def _render_composed(self, base_embeds: torch.Tensor, noun_embeds: torch.Tensor, noun_guidance: float,
+                         seed: int, settings: tuple[int, float, int], callback: Callback | None
                          ) -> list[Image.Image]:
-        """Composable classifier-free guidance (Liu et al. 2022) with the noun as its own concept:
-
-            ε = ε(∅) + g·(ε(c) − ε(∅)) + g_n·(ε(c, noun) − ε(c))
-
-        ``base_embeds`` encode ``"<emotion>"``, ``noun_embeds`` ``"<emotion> {noun}"``. With g_n = g this is the
-        stock pipeline's guidance, ε(∅) + g·(ε(c, noun) − ε(∅)), and gives its images (a test checks it). The
-        loop is the stock pipeline's own steps (``prepare_latents``, the scheduler, the VAE, the image processor)
-        with a third UNet branch.
-        """
-        steps, guidance, size = settings
-        sd, device = self.sd, self.device
-        n = len(noun_embeds)
-        negative = self._negative_embeds().expand(n, -1, -1)
-        context = torch.cat([negative, base_embeds, noun_embeds]).to(device, sd.unet.dtype)
-        generators = [torch.Generator().manual_seed(seed + i) for i in range(n)]
-        sd.scheduler.set_timesteps(steps, device=device)
-        latents = sd.prepare_latents(n, sd.unet.config.in_channels, size, size, context.dtype, device, generators)
-        extra = sd.prepare_extra_step_kwargs(generators, 0.0)
-        for i, t in enumerate(sd.scheduler.timesteps):
-            x = sd.scheduler.scale_model_input(torch.cat([latents] * 3), t)
-            e_empty, e_base, e_noun = sd.unet(x, t, encoder_hidden_states=context).sample.chunk(3)
-            eps = e_empty + guidance * (e_base - e_empty) + noun_guidance * (e_noun - e_base)
-            latents = sd.scheduler.step(eps, t, latents, **extra).prev_sample
-            if callback is not None:
-                callback(i + 1, steps)
-        image = sd.vae.decode(latents.to(sd.vae.dtype) / sd.vae.config.scaling_factor).sample
-        # the stock pipeline's own safety check (a no-op without a checker), so no path skips it
-        image, flagged = sd.run_safety_checker(image, device, context.dtype)
-        do_denormalize = [True] * n if flagged is None else [not f for f in flagged]
-        images = sd.image_processor.postprocess(image, output_type="pil", do_denormalize=do_denormalize)
-        return _mark_flagged(images, flagged)
+        """Transfer with the noun weighed on its own (``uniemo.sampling.render_composed``)."""
+        return render_composed(self.sd, base_embeds, noun_embeds, self._negative_embeds(), noun_guidance, seed,
+                               settings, callback, self.device)
 
     def generate(self, emotion: str, num_images: int = 1, seed: int = 0, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, size: int | None = None, image=None,
-                 callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+                 callback: Callback | None = None) -> list[Image.Image]:
         """Images evoking ``emotion`` (condition from the emotion space, or from a reference ``image``)."""
         self._emotion_index(emotion)
         settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
@@ -511,7 +385,7 @@ class UniEmoPipeline:
     def transfer(self, emotion: str, noun: str, num_images: int = 1, seed: int = 0,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  size: int | None = None, image=None, noun_guidance_scale: float | None = None,
-                 callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+                 callback: Callback | None = None) -> list[Image.Image]:
         """The emotion carried onto a neutral object: prompt ``"<emotion> {noun}"``.
 
         ``noun_guidance_scale`` (g_n; default: the model folder's recommendation, else none) weighs what the noun
@@ -523,14 +397,14 @@ class UniEmoPipeline:
         ``guidance_scale``.
         """
         self._emotion_index(emotion)
-        noun = self._check_noun(noun)
+        noun = check_noun(noun, self.transfer_nouns)
         if guidance_scale is None:
             guidance_scale = self.transfer_guidance_scale
         settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
         if noun_guidance_scale is None:
             noun_guidance_scale = self.defaults.get("noun_guidance_scale")
         if noun_guidance_scale is not None:
-            _check_guidance("noun_guidance_scale", noun_guidance_scale)
+            check_guidance("noun_guidance_scale", noun_guidance_scale)
         c = self.condition(emotion, num_images, seed, image=image)
         if noun_guidance_scale is None or float(noun_guidance_scale) == settings[1]:
             return self._render(self.prompt_embeds(c, noun), seed, settings, callback)
@@ -539,11 +413,9 @@ class UniEmoPipeline:
 
     def neutral(self, noun: str, num_images: int = 1, seed: int = 0, num_inference_steps: int | None = None,
                 guidance_scale: float | None = None, size: int | None = None,
-                callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+                callback: Callback | None = None) -> list[Image.Image]:
         """The noun alone, plain text prompt, same seeds: the comparison image for ``transfer``."""
-        from uniemo.diffusion import encode_prompt
-
-        noun = self._check_noun(noun)
+        noun = check_noun(noun, self.transfer_nouns)
         settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
         embeds = encode_prompt(self.sd.text_encoder, self.sd.tokenizer, [noun] * num_images)
         return self._render(embeds, seed, settings, callback)
@@ -561,7 +433,7 @@ class UniEmoPipeline:
 
     def fuse(self, emotion_a: str, emotion_b: str, weight: float = 0.5, num_images: int = 1, seed: int = 0,
              num_inference_steps: int | None = None, guidance_scale: float | None = None, size: int | None = None,
-             callback: Callable[[int, int], None] | None = None) -> list[Image.Image]:
+             callback: Callback | None = None) -> list[Image.Image]:
         """Weighted fusion of two emotions (``weight`` in [0, 1]; 1 gives ``emotion_a`` alone)."""
         settings = self._settings(num_images, num_inference_steps, guidance_scale, size)
         c = self.fuse_condition(emotion_a, emotion_b, weight, num_images, seed)

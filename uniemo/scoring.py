@@ -33,6 +33,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from uniemo.constants import CLIP_MEAN, CLIP_STD, EMOTIONS
+from uniemo.data.images import open_image
 from uniemo.probe import EmotionProbe, EmotionProbeConfig, clip_image_embeddings
 
 logger = logging.getLogger(__name__)
@@ -74,14 +75,6 @@ def clip_pixels(images: Sequence[Image.Image], image_size: int, double_rescale: 
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return (x - mean) / std
-
-
-def _open(image: ImageLike) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image
-    from uniemo.data.base import load_image
-
-    return load_image(image)
 
 
 def batched(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -150,7 +143,7 @@ class ImageScorer:
         batches = batched(list(images), self.batch_size)
         total = -(-len(images) // self.batch_size)
         for batch in tqdm(batches, total=total, desc=progress, disable=progress is None, unit="batch"):
-            pixels = clip_pixels([_open(x) for x in batch], self.image_size, double_rescale).to(self.device)
+            pixels = clip_pixels([open_image(x) for x in batch], self.image_size, double_rescale).to(self.device)
             chunks.append(clip_image_embeddings(self.clip, pixels, normalize=normalize).cpu())
         dim = self.clip.config.projection_dim
         return torch.cat(chunks) if chunks else torch.zeros(0, dim)

@@ -20,8 +20,9 @@ from uniemo.benchmarks.random_model import build_random_pipeline
 from uniemo.benchmarks.settings import BenchmarkSettings
 from uniemo.benchmarks.timing import interleaved, paired_ratio, summary
 from uniemo.classifier import EmoClassifierConfig
+from uniemo.data.images import open_image
 from uniemo.diffusion import build_tiny_stable_diffusion
-from uniemo.pipeline import UniEmoPipeline, load_input_image
+from uniemo.pipeline import UniEmoPipeline
 
 DEMO_NUM_IMAGES = 2  # the demo's first-visit number of images
 
@@ -65,7 +66,7 @@ def bench_demo(settings: BenchmarkSettings, assets: Path, work_dir: Path) -> dic
     emotion = pipe.emotions[0]
     steps = settings.demo_steps or pipe.defaults["num_inference_steps"]
     n, guidance, size = DEMO_NUM_IMAGES, pipe.defaults["guidance_scale"], pipe.resolution
-    pixel_values = pipe.transform(load_input_image(str(image_path))).unsqueeze(0)
+    pixel_values = pipe.transform(open_image(image_path)).unsqueeze(0)
 
     def bare_forward():
         with torch.no_grad():

@@ -19,19 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from PIL import ExifTags, Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
-from uniemo.data.transforms import to_rgb
+# upright and UnreadableImageError are part of this module's interface (the demo and the loaders use them here)
+from uniemo.data.images import UnreadableImageError, open_image, upright  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 ON_ERROR_CHOICES: tuple[str, ...] = ("raise", "skip")
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-
-
-class UnreadableImageError(OSError):
-    """An image file that is missing, truncated, corrupt or not an image; the message names the path."""
 
 
 @dataclass
@@ -54,34 +51,10 @@ class ImageEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def upright(image: Image.Image) -> Image.Image:
-    """The image the way a person sees it: its EXIF orientation applied (phones store photos sideways and tag
-    them with a rotation). An image without the tag, or with unreadable EXIF, comes back as it is (the same
-    object)."""
-    try:
-        if image.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1):
-            return image
-        return ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
-        return image
-
-
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image fully decoded as RGB, or raise ``UnreadableImageError`` naming the path.
-
-    PIL decodes lazily, so ``load()`` is called inside the ``try``: otherwise a truncated JPEG opens
-    fine here and fails later inside the transform, far from its path.
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            # to_rgb returns a new image (convert copies), so it outlives the closed file; the EXIF
-            # orientation is applied first, so a phone photo is seen upright in training as in inference.
-            return to_rgb(upright(image))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        # UnidentifiedImageError and "image file is truncated" are both OSError; some plugins raise
-        # SyntaxError or ValueError on malformed headers.
-        raise UnreadableImageError(f"cannot read image {os.fspath(path)}: {error}") from error
+    """A dataset's image file, fully decoded, upright and RGB (``open_image``, no limits), or
+    ``UnreadableImageError`` naming the path."""
+    return open_image(os.fspath(path))
 
 
 def label_index(name: str, labels: Sequence[str], where: str) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from uniemo.data.images import open_image
 
 logger = logging.getLogger("uniemo.training.tiny_pretrain")
 
@@ -33,9 +34,8 @@ def load_pixels(records: list[dict], size: int) -> torch.Tensor:
 
     out = torch.empty(len(records), 3, size, size, dtype=torch.uint8)
     for i, r in enumerate(records):
-        with Image.open(r["path"]) as im:
-            im = im.convert("RGB").resize((size, size), Image.BICUBIC)
-            out[i] = torch.from_numpy(__import__("numpy").asarray(im).copy()).permute(2, 0, 1)
+        im = open_image(r["path"]).resize((size, size), Image.BICUBIC)
+        out[i] = torch.from_numpy(__import__("numpy").asarray(im).copy()).permute(2, 0, 1)
     return out
 
 
