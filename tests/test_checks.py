@@ -39,7 +39,7 @@ def test_help_answers_without_importing_torch(script):
 
 
 def test_help_suggests_only_keys_the_script_accepts():
-    from train.joint import Config
+    from uniemo.training.joint_config import JointConfig as Config
     from uniemo.config import _example_override, parse_config
 
     example = _example_override(Config)
@@ -76,9 +76,9 @@ def test_a_vit_b32_stage1_with_a_vit_l14_probe_is_refused_before_loading(tmp_pat
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded before the check")
 
-    import uniemo.training.stage2 as stage2
+    import uniemo.training.joint as joint_loop
 
-    monkeypatch.setattr(stage2, "load_components", no_loading)
+    monkeypatch.setattr(joint_loop, "load_components", no_loading)
     with pytest.raises(ValueError) as info:
         joint.main(_joint_argv(tmp_path, stage1, probe))
     message = str(info.value)

@@ -345,10 +345,11 @@ def test_probe_script_help_is_offline_and_fast():
 
 
 def test_tiny_probe_clip_shares_stage1_text_space():
-    """model.clip=null builds the same random tiny CLIP as train/understanding.py, so the tiny α table's
+    """model.clip=null builds the same random tiny CLIP as stage 1, so the tiny α table's
     text embeddings live where the tiny classifier's W_S / W_O point."""
-    from train.probe import ModelConfig, build_clip
-    from train.understanding import ModelConfig as UnderstandingModelConfig
+    from uniemo.training.probe_config import ProbeModelConfig as ModelConfig
+    from uniemo.training.probe_table import build_clip
+    from uniemo.training.stage1_config import UnderstandingModelConfig
     from uniemo.training.stage1 import build_classifier
     from uniemo.clip import AttributeTextEncoder
 

@@ -75,10 +75,12 @@ def test_joint_step_keeps_generated_rows_out_of_the_generation_losses(learnable_
     import diffusers
 
     from train import joint
+    from uniemo.config import parse_config
     from uniemo.training import stage2
+    from uniemo.training.joint_config import JointConfig
     from uniemo.data import build_dataset
 
-    cfg = joint.parse_config(joint.Config, ["--preset", "tiny", f"data.root={learnable_emoset}",
+    cfg = parse_config(JointConfig, ["--preset", "tiny", f"data.root={learnable_emoset}",
                                             f"model.stage1={tiny_stage1_dir}", f"model.diffusion={tiny_sd_dir}",
                                             f"model.correlation={tiny_correlation_dir}", f"out_dir={tmp_path}"],
                              presets=joint.PRESETS)
@@ -115,7 +117,9 @@ def test_joint_step_keeps_generated_rows_out_of_the_generation_losses(learnable_
 def test_feedback_round_then_joint_continues_on_the_mix(tiny_model_dir, tiny_correlation_dir, learnable_emoset,
                                                         tmp_path):
     from train import feedback, joint
+    from uniemo.config import parse_config
     from uniemo.training import stage2
+    from uniemo.training.joint_config import JointConfig
 
     out = tmp_path / "round"
     summary = feedback.main(["--preset", "tiny", f"model={tiny_model_dir}", f"probe={tiny_correlation_dir}",
@@ -147,7 +151,7 @@ def test_feedback_round_then_joint_continues_on_the_mix(tiny_model_dir, tiny_cor
     assert all(torch.isfinite(torch.tensor(r["train/loss_total"])) for r in records if "train/loss_total" in r)
     assert (run / "final" / "uniemo.json").is_file()
     # the mappers started from the model's own, not from a fresh init
-    cfg = joint.parse_config(joint.Config, common + [f"out_dir={run}"], presets=joint.PRESETS)
+    cfg = parse_config(JointConfig, common + [f"out_dir={run}"], presets=joint.PRESETS)
     fusion = stage2.load_components(cfg, "cpu")[3]
     from uniemo.fusion import EmoFusion
 

@@ -12,17 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("train", "eval", "demo")
 RULED = ("uniemo", *RECIPES)
 
-# Breaches that are known and not yet removed, as (file, imported module). Each entry keeps the test green while
-# the breach stays visible here; delete the entry together with the breach.
-KNOWN_BREACHES: set[tuple[str, str]] = {
-    # train/tiny_world.py builds UniEmo-Tiny by running the three training scripts' main() in turn: their
-    # training loops live in those scripts, not in the library.
-    ("train/tiny_world.py", "train.joint"),
-    ("train/tiny_world.py", "train.probe"),
-    ("train/tiny_world.py", "train.understanding"),
-}
-
-
 def _files() -> list[Path]:
     return sorted(p for d in RULED for p in (ROOT / d).rglob("*.py")) + [ROOT / "app.py"]
 
@@ -74,10 +63,9 @@ def breaches(path: Path, root: Path = ROOT) -> list[str]:
 
 
 def test_recipes_import_only_the_library_and_the_library_no_recipe():
-    found = {(path.relative_to(ROOT).as_posix(), module) for path in _files() for module in breaches(path)}
-    unexpected = sorted(found - KNOWN_BREACHES)
-    assert not unexpected, "imports that break the rule (move the shared code into uniemo/):\n" + "\n".join(
-        f"  {file}: {module}" for file, module in unexpected)
+    found = sorted((path.relative_to(ROOT).as_posix(), module) for path in _files() for module in breaches(path))
+    assert not found, "imports that break the rule (move the shared code into uniemo/):\n" + "\n".join(
+        f"  {file}: {module}" for file, module in found)
 
 
 def test_the_rule_sees_nested_relative_and_dynamic_imports(tmp_path):

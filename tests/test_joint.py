@@ -8,7 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from train import joint
+from uniemo.config import parse_config
 from uniemo.training import stage2
+from uniemo.training.joint_config import JointConfig
 from uniemo.emotion_space import EmotionSpace
 from conftest import run_torchrun
 
@@ -16,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setup(learnable_emoset, tiny_stage1_dir, tiny_sd_dir, tiny_correlation_dir, tmp_path, extra=()):
-    cfg = joint.parse_config(joint.Config, ["--preset", "tiny", f"data.root={learnable_emoset}",
+    cfg = parse_config(JointConfig, ["--preset", "tiny", f"data.root={learnable_emoset}",
                                             f"model.stage1={tiny_stage1_dir}", f"model.diffusion={tiny_sd_dir}",
                                             f"model.correlation={tiny_correlation_dir}", f"out_dir={tmp_path}",
                                             *extra], presets=joint.PRESETS)
@@ -139,7 +141,7 @@ def test_object_prompts_put_the_noun_after_the_placeholder(learnable_emoset, tin
         seen.append(prompts)
         return original(text_encoder, tokenizer, condition, prompts, placeholder_id)
 
-    monkeypatch.setattr(uniemo.diffusion, "encode_condition", spy)
+    monkeypatch.setattr(stage2, "encode_condition", spy)
     value = stage2.joint_step(models, batch, cfg, torch.Generator().manual_seed(0))["diffusion"]()
     assert torch.isfinite(value)
     assert seen[0] == [f"<emotion> {objs[0]}" for objs in batch["objects"]]

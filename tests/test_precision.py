@@ -81,7 +81,7 @@ def test_from_pretrained_defaults_to_float32_and_rejects_unknown_dtypes(tiny_mod
 
 
 def test_mixed_precision_no_is_a_string_in_overrides_and_files(tmp_path):
-    from train.joint import Config
+    from uniemo.training.joint_config import JointConfig as Config
     from uniemo.config import parse_config
 
     assert parse_config(Config, ["model.stage1=x", "mixed_precision=no"]).mixed_precision == "no"
@@ -110,7 +110,7 @@ def test_stage1_honours_the_launchers_precision_unless_the_config_sets_one(
 
 
 def test_a_trained_unet_cannot_be_told_not_to_be_written():
-    from train.joint import Config
+    from uniemo.training.joint_config import JointConfig as Config
     from uniemo.config import parse_config
 
     with pytest.raises(ValueError, match="drop the trained UNet"):

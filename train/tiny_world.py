@@ -30,97 +30,19 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-from uniemo.config import parse_config, save_config
+from uniemo.config import build_config, merge_dicts, overrides_to_dict, parse_config, save_config
+from uniemo.model_folder import kept_card, read_manifest, write_manifest
+from uniemo.training.checks import check_joint_inputs, check_probe_inputs, check_stage1_inputs
+from uniemo.training.joint_config import JointConfig
+from uniemo.training.probe_config import ProbeConfig
+from uniemo.training.stage1_config import UnderstandingConfig
+from uniemo.training.tiny_world_config import TinyWorldConfig
 
 logger = logging.getLogger("uniemo.train.tiny_world")
-
-
-@dataclass
-class WorldConfig:
-    num_train: int = 4000
-    num_val: int = 400
-    num_test: int = 800
-    image_size: int = 64  # stored EmoShapes images
-    label_noise: float = 0.05
-
-
-@dataclass
-class ClipPretrainConfig:
-    image_size: int = 32  # model input (EmoShapes images are downscaled)
-    patch_size: int = 4  # 8 x 8 patch grid: the attention maps' resolution
-    width: int = 64
-    layers: int = 6
-    heads: int = 4
-    text_width: int = 64  # = the tiny SD's cross-attention width (its text encoder is this tower)
-    text_layers: int = 3
-    proj_dim: int = 64
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 1e-3
-    # probabilities of the text kinds (caption, "a {object}", "{object}", "{scene}"): see caption_variant.
-    # Short texts beside the captions lift the tiny CLIP's zero-shot object accuracy on val from 0.66 (captions
-    # only, (1, 0, 0, 0)) to 0.95, and so the judge of transfer (README, "How UniEmo-Tiny was tuned")
-    text_mix: tuple[float, ...] = (0.55, 0.15, 0.15, 0.15)
-
-
-@dataclass
-class SDPretrainConfig:
-    resolution: int = 32
-    # two blocks: 32 px -> 16 x 16 x 4 latents. Three, (16, 32, 32), give 8 x 8 latents, 2.4x faster, but they
-    # lose much of the objects: the tiny CLIP names an object of a real test image 93.5 % of the time, of its
-    # 8 x 8 reconstruction 39.5 %, of its 16 x 16 one 85 %
-    vae_channels: tuple[int, ...] = (32, 64)
-    vae_steps: int = 1200
-    vae_batch_size: int = 32
-    vae_lr: float = 1e-3
-    kl_weight: float = 1e-6
-    unet_channels: tuple[int, ...] = (64, 128, 128)
-    # 5500 rather than 3000: transfer needs the SD to draw the look-alike nouns (a skull, not a ghost; a spider,
-    # not a bomb). Plain SD, prompted with a noun, g 4, seeds 200-207: 68.0 % at 3000 steps, 78.9 % at 5500;
-    # the bundle's transfer on seeds 100-103 rose from 48.2 % to 58.6 % (README, "How UniEmo-Tiny was tuned")
-    unet_steps: int = 5500
-    unet_batch_size: int = 32
-    unet_lr: float = 1e-3
-    norm_num_groups: int = 16
-    caption_dropout: float = 0.1
-    # text kinds as for the CLIP (caption, "a {object}", "{object}", "{scene}"); the short ones make the
-    # prompts of transfer ("<emotion> {noun}") and of neutral ("{noun}") familiar to the tiny SD (captions only:
-    # the plain SD shows the noun 27 % of the time; with these 62.5 %)
-    text_mix: tuple[float, ...] = (0.7, 0.1, 0.1, 0.1)
-
-
-@dataclass
-class UniEmoBudget:
-    stage1_epochs: int = 12
-    stage1_batch_size: int = 64
-    probe_epochs: int = 60
-    joint_steps: int = 2000
-    joint_batch_size: int = 32
-    # stage 2's settings on top of train/configs/joint_emoshapes.yaml, as measured in the README ("How
-    # UniEmo-Tiny was tuned"): L_cond at the official code's weight (at the paper's 0.3 the condition becomes an
-    # emotion code that forgets the image), half the prompts naming an object, the UNet trained gently
-    joint_overrides: tuple[str, ...] = ("optim.lr_mappers=3e-3", "loss.condition=0.001", "object_prompt_fraction=0.5",
-                                        "model.train_unet=true", "optim.lr_unet=5e-5")
-
-
-@dataclass
-class Config:
-    out: str = "assets/uniemo-tiny"  # the model folder to write
-    work_dir: str | None = None  # intermediate runs; null: runs/tiny-world (runs/tiny-world-smoke with --smoke)
-    seed: int = 0
-    smoke: bool = False  # tiny step counts everywhere (CI): minutes instead of an hour
-    ablation: bool = True  # also train stage 1 without expert queries at the same budget
-    # reuse the steps an earlier build in work_dir finished with the same settings (see STEPS): a step whose
-    # settings, or those of a step it reads, changed is redone; stage 2 always runs
-    resume: bool = False
-    world: WorldConfig = field(default_factory=WorldConfig)
-    clip: ClipPretrainConfig = field(default_factory=ClipPretrainConfig)
-    sd: SDPretrainConfig = field(default_factory=SDPretrainConfig)
-    uniemo: UniEmoBudget = field(default_factory=UniEmoBudget)
-    threads: int = 2
+CONFIGS = Path(__file__).parent / "configs"  # the recipes' presets: stage 1, the probe and stage 2 start from them
 
 
 SMOKE = {
@@ -144,11 +66,9 @@ STEPS = {  # step: (settings, earlier steps it reads)
 }
 
 
-def step_signatures(cfg: Config) -> dict[str, str]:
+def step_signatures(cfg: TinyWorldConfig) -> dict[str, str]:
     """A signature per step: the JSON of its settings and of the steps it reads, recursively. Every step is
     deterministic from these, so an output with the same signature is the output a new run would write."""
-    from dataclasses import asdict
-
     flat, out = asdict(cfg), {}
 
     def value(key: str):
@@ -173,7 +93,7 @@ BUNDLE_INTRO = (
     "that the demo, the tests and the whole method run for real on a machine with no GPU and no downloads. It "
     "knows only EmoShapes' scenes and objects; it says nothing about real photographs.")
 BUNDLE_MADE = (
-    "**How it was made**: `python train/tiny_world.py` (settings in `tiny_world_config.yaml`, timings in "
+    "**How it was made**: `python -m train.tiny_world` (settings in `tiny_world_config.yaml`, timings in "
     "`build.json`): EmoShapes, a tiny CLIP and a tiny Stable Diffusion pretrained on its captions, then UniEmo "
     "stage 1, the emotion probe and α table (`probe/`), stage 2 and the emotion space. `eval/tiny_report.py` "
     "measures it (`report.json`).")
@@ -183,8 +103,6 @@ def write_bundle_descriptor(out: Path, kept: dict) -> dict:
     """The bundle's ``uniemo.json`` (stage 2's, with the bundle's recommendations) and model card, both written by
     ``uniemo.model_folder.write_manifest``. ``kept``: what the card of the bundle being replaced held of its own
     (``kept_card``), kept; a first build writes ``BUNDLE_INTRO`` and ``BUNDLE_MADE``."""
-    from uniemo.model_folder import read_manifest, write_manifest
-
     info = read_manifest(out)
     # recommended sampling for this tiny model, measured by eval/tiny_report.py (README, "How UniEmo-Tiny was
     # tuned"): space_scale 0.5 recognises more generated images as their emotion than 1.0; transfer weighs the
@@ -221,21 +139,23 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             words.append(argv[i])
             i += 1
-    cfg = parse_config(Config, words, description=__doc__, exit_on_error=command_line)
+    cfg = parse_config(TinyWorldConfig, words, description=__doc__, exit_on_error=command_line)
     if cfg.smoke:  # the SMOKE step counts replace the defaults; key=value words still win over them
-        import tempfile
-
-        import yaml
-
         if "--config" in words:
             raise ValueError("--smoke and --config cannot be combined: put smoke: true in the config file instead")
-        with tempfile.TemporaryDirectory() as tmp:
-            preset = Path(tmp) / "smoke.yaml"
-            preset.write_text(yaml.safe_dump(SMOKE))
-            cfg = parse_config(Config, ["--config", str(preset), *words], description=__doc__)
-    # Heavy imports only now, so that --help and a bad config answer at once.
+        cfg = build_config(TinyWorldConfig, overrides=merge_dicts(SMOKE, overrides_to_dict(words)))
+    return build(cfg)
+
+
+def build(cfg: TinyWorldConfig) -> dict:
+    """Every step of the build, in order (``resume`` reuses finished ones); returns the build summary."""
+    # imported only now, so that --help and a bad config answer without loading torch
     import torch
 
+    from uniemo.data.emoshapes import EmoShapesConfig, generate_emoshapes
+    from uniemo.training.joint import run_joint
+    from uniemo.training.probe_table import run_probe
+    from uniemo.training.stage1 import run_stage1
     from uniemo.training.tiny_pretrain import pretrain_clip, pretrain_sd, read_split, write_sample_sheet
 
     torch.set_num_threads(cfg.threads)
@@ -279,8 +199,6 @@ def main(argv: list[str] | None = None) -> dict:
                     done_file.write_text(json.dumps(done, indent=1) + "\n")
         return _T()
 
-    from uniemo.data.emoshapes import EmoShapesConfig, generate_emoshapes
-
     data = work / "emoshapes"
     if not reusable("emoshapes"):
         with timed("emoshapes"):
@@ -295,42 +213,46 @@ def main(argv: list[str] | None = None) -> dict:
     clip_dir, sd_dir = work / "clip", work / "sd"
     if not reusable("clip"):
         with timed("clip"):
-            pretrain_clip(cfg, train_records, val_records, clip_dir, log)
+            pretrain_clip(cfg.clip, cfg.seed, train_records, val_records, clip_dir, log)
     if not reusable("sd"):
         with timed("sd"):
-            pretrain_sd(cfg, train_records, clip_dir, sd_dir, log)
+            pretrain_sd(cfg.sd, cfg.seed, train_records, clip_dir, sd_dir, log)
         write_sample_sheet(sd_dir, val_records, work / "sd_samples.png", cfg.seed)
 
-    from train import joint, probe, understanding
-
+    # UniEmo itself: the recipes' presets for EmoShapes, with this build's paths and budget on top
     u = cfg.uniemo
-    common1 = ["--preset", "emoshapes", f"data.root={data}", f"model.clip={clip_dir}", f"seed={cfg.seed}",
-               f"epochs={u.stage1_epochs}", f"batch_size={u.stage1_batch_size}"]
+    stage1_options = {"data": {"root": str(data)}, "model": {"clip": str(clip_dir)}, "seed": cfg.seed,
+                      "epochs": u.stage1_epochs, "batch_size": u.stage1_batch_size}
     if reusable("stage1"):  # its summary is the "final" record of its metrics log
         stage1 = [r["final"] for r in map(json.loads, (work / "stage1" / "metrics.jsonl").read_text().splitlines())
                   if "final" in r][-1]
     else:
         with timed("stage1"):
-            stage1 = understanding.main(common1 + [f"out_dir={work / 'stage1'}"])
+            stage1 = run_stage1(build_config(UnderstandingConfig, [CONFIGS / "understanding_emoshapes.yaml"],
+                                             {**stage1_options, "out_dir": str(work / "stage1")},
+                                             [check_stage1_inputs]))
     if cfg.ablation and not reusable("stage1_no_queries"):
         with timed("stage1_no_queries"):
-            understanding.main(common1 + [f"out_dir={work / 'stage1-no-queries'}",
-                                          "model.overrides={use_queries: false}"])
+            run_stage1(build_config(UnderstandingConfig, [CONFIGS / "understanding_emoshapes.yaml"], merge_dicts(
+                stage1_options, {"out_dir": str(work / "stage1-no-queries"),
+                                 "model": {"overrides": {"use_queries": False}}})))
     if not reusable("probe"):
         with timed("probe"):
-            probe.main(["--preset", "tiny", f"data.root={data}", "data.dataset=emoshapes",
-                        f"model.clip={clip_dir}", f"epochs={u.probe_epochs}", f"out_dir={work / 'probe'}",
-                        f"seed={cfg.seed}"])
+            run_probe(build_config(ProbeConfig, [CONFIGS / "probe_tiny.yaml"], {
+                "data": {"root": str(data), "dataset": "emoshapes"}, "model": {"clip": str(clip_dir)},
+                "epochs": u.probe_epochs, "out_dir": str(work / "probe"), "seed": cfg.seed}, [check_probe_inputs]))
     # stage 2 always runs: it writes the model folder
     with timed("joint"):
-        joint.main(["--preset", "emoshapes", f"data.root={data}", f"model.stage1={work / 'stage1' / 'final'}",
-                    f"model.diffusion={sd_dir}", f"model.correlation={work / 'probe'}", f"seed={cfg.seed}",
-                    f"max_steps={u.joint_steps}", f"batch_size={u.joint_batch_size}",
-                    f"resolution={cfg.sd.resolution}", f"out_dir={work / 'joint'}", *u.joint_overrides])
+        joint_options = {"data": {"root": str(data)}, "seed": cfg.seed, "max_steps": u.joint_steps,
+                         "batch_size": u.joint_batch_size, "resolution": cfg.sd.resolution,
+                         "out_dir": str(work / "joint"),
+                         "model": {"stage1": str(work / "stage1" / "final"), "diffusion": str(sd_dir),
+                                   "correlation": str(work / "probe")}}
+        run_joint(build_config(JointConfig, [CONFIGS / "joint_emoshapes.yaml"],
+                               merge_dicts(joint_options, overrides_to_dict(list(u.joint_overrides))),
+                               [check_joint_inputs]))
 
     out = Path(cfg.out)
-    from uniemo.model_folder import kept_card
-
     kept = kept_card(out)  # the card's own text (the story of the bundle, written by hand) outlives the rebuild
     if out.exists():
         shutil.rmtree(out)

@@ -173,6 +173,15 @@ def overrides_to_dict(overrides: list[str]) -> dict:
     return out
 
 
+def merge_dicts(base: dict, top: dict) -> dict:
+    """Nested dicts of overrides merged, ``top`` winning (``{"model": {"a": 1}}`` + ``{"model": {"b": 2}}`` ->
+    ``{"model": {"a": 1, "b": 2}}``)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def config_to_dict(cfg: Any) -> dict:
     """A plain, YAML/JSON-able dict of a dataclass config (tuples become lists)."""
 
@@ -198,6 +207,31 @@ def load_preset(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping at its top level")
     return data
+
+
+def build_config(
+    config_cls: type[T],
+    files: Sequence[str | Path] = (),
+    overrides: dict | None = None,
+    checks: Sequence[Callable[[T], None]] = (),
+) -> T:
+    """defaults <- each preset file in ``files`` <- the nested dict ``overrides``, then ``validate()`` and
+    ``checks``: the config a command line would give, built in code (``parse_config`` uses it; so does a
+    recipe that runs another stage, such as the UniEmo-Tiny builder).
+
+    Raises:
+        ValueError: an unknown key, a value of the wrong type, a failed validation or check.
+        FileNotFoundError: from a check of the paths.
+    """
+    cfg = config_cls()
+    for path in files:
+        cfg = merge_into(cfg, load_preset(path))
+    cfg = merge_into(cfg, overrides or {})
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    for check in checks:
+        check(cfg)
+    return cfg
 
 
 def _example_override(config_cls: type) -> str:
@@ -244,19 +278,12 @@ def parse_config(
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     args = parser.parse_args(argv)
     try:
-        cfg = config_cls()
         preset = getattr(args, "preset", None)
-        if preset is not None:
-            if preset not in presets:
-                raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(presets))}")
-            cfg = merge_into(cfg, load_preset(presets[preset]))
-        if args.config:
-            cfg = merge_into(cfg, load_preset(args.config))
-        cfg = merge_into(cfg, overrides_to_dict(args.overrides))
-        if hasattr(cfg, "validate"):
-            cfg.validate()
-        for check in checks:
-            check(cfg)
+        if preset is not None and preset not in presets:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(presets))}")
+        files = [presets[preset]] if preset is not None else []
+        cfg = build_config(config_cls, [*files, *([args.config] if args.config else [])],
+                           overrides_to_dict(args.overrides), checks)
     except (ValueError, FileNotFoundError) as error:
         if exit_on_error if exit_on_error is not None else argv is None:
             parser.error(str(error))  # usage + message, exit status 2

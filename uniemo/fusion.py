@@ -145,3 +145,36 @@ class EmoFusion(nn.Module, PretrainedMixin):
             (B, num_classes) logits; softmax gives e^p.
         """
         return self.condition_head(condition)
+
+
+@torch.no_grad()
+def correlation_alphas(classifier, correlation, features, emotion_idx: Tensor | int) -> tuple[Tensor, Tensor]:
+    """α_Scene, α_Object (B,) for Eq. 6: the α table's entries at ``emotion_idx`` for the scene and object
+    attributes nearest to each sample's pooled queries (projected into CLIP text space by the classifier).
+
+    The one lookup used by stage-2 training (ground-truth emotion) and by the pipeline (target emotion).
+
+    Args:
+        classifier: an ``EmoClassifier`` (its ``project_queries``).
+        correlation: a ``CorrelationTable``, or ``None``: α = 1 for every sample (the ablation without α).
+        features: an ``EmoFeatures`` (``cls_embed``, ``scene_embed``, ``object_embed``, each (B, D)).
+        emotion_idx: (B,) emotion indices, or one int for the whole batch.
+
+    Returns:
+        (alpha_scene, alpha_object), float32 on the features' device, carrying no gradient.
+    """
+    device = features.cls_embed.device
+    if correlation is None:
+        ones = torch.ones(features.cls_embed.shape[0], device=device)
+        return ones, ones
+    scene_points, object_points = classifier.project_queries(features)
+    scene_idx, object_idx, _, _ = correlation.match(scene_points.float(), object_points.float())
+    alpha_scene, alpha_object = correlation.lookup(scene_idx, object_idx, emotion_idx)
+    return alpha_scene.to(device), alpha_object.to(device)
+
+
+def fuse_features(classifier, fusion: EmoFusion, correlation, features, emotion_idx: Tensor | int) -> Tensor:
+    """The condition c (B, C) of Eq. 6 from the classifier's features, α looked up at ``emotion_idx``
+    (``correlation_alphas``). Gradient flows into the mappers and the embeddings, never through α."""
+    alpha_scene, alpha_object = correlation_alphas(classifier, correlation, features, emotion_idx)
+    return fusion(features.cls_embed, features.scene_embed, features.object_embed, alpha_scene, alpha_object)

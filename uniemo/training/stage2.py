@@ -1,26 +1,30 @@
-"""Stage 2 (joint training) building blocks: the trainable half, the per-step losses, loading and freezing,
-the optimiser, the emotion space, validation grids, the memory bank's update and the model folder.
+"""Stage 2 (joint training) building blocks: the trainable half, the per-step losses, loading and freezing, and
+the optimiser. The loop is ``uniemo.training.joint.run_joint``; what a run leaves behind (emotion space,
+validation grids, model folder) is in ``uniemo.training.stage2_outputs``, the memory bank's update in
+``uniemo.training.bank_update``.
 
-The loop itself is written out in ``train/joint.py``. ``joint_step`` is the only place where the
-understanding and generation halves meet (paper III-B): the classifier encodes the image (L_U), α is looked up
-at the ground-truth emotion, the mappers fuse the embeds into c (Eq. 6), the condition loss is taken (Eq. 7),
-and c replaces the placeholder token per sample for the frozen UNet's ε-prediction loss (Eq. 8).
+``joint_step`` is the only place where the understanding and generation halves meet (paper III-B): the classifier
+encodes the image (L_U), α is looked up at the ground-truth emotion, the mappers fuse the embeds into c (Eq. 6),
+the condition loss is taken (Eq. 7), and c replaces the placeholder token per sample for the frozen UNet's
+ε-prediction loss (Eq. 8).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torchvision import transforms as T
 
-from uniemo.constants import PLACEHOLDER_TOKEN
+from uniemo.attributes import AttributeTargets
+from uniemo.classifier import EmoClassifier
+from uniemo.correlation import CorrelationTable
+from uniemo.diffusion import add_placeholder_token, encode_condition, load_stable_diffusion
+from uniemo.fusion import EmoFusion, EmoFusionConfig, fuse_features
+from uniemo.losses import (condition_negatives, diffusion_loss, emotion_ce_loss, emotion_condition_loss,
+                           expert_contrastive_loss, official_condition_loss, weighted_sum)
 
 
 class UnderstandingAndFusion(nn.Module):
@@ -34,21 +38,9 @@ class UnderstandingAndFusion(nn.Module):
         self.classifier, self.fusion = classifier, fusion
         self.correlation = correlation  # CorrelationTable or None (α = 1); not a module, holds no parameters
 
-    def alphas(self, out, emotion_idx: torch.Tensor):
-        """α_Scene, α_Object (B,) at ``emotion_idx`` for the attributes nearest to the pooled queries."""
-        if self.correlation is None:
-            ones = torch.ones(len(emotion_idx), device=out.cls_embed.device)
-            return ones, ones
-        with torch.no_grad():
-            scene_pts, object_pts = self.classifier.project_queries(out)
-            s_idx, o_idx, _, _ = self.correlation.match(scene_pts.float(), object_pts.float())
-            a_s, a_o = self.correlation.lookup(s_idx, o_idx, emotion_idx)
-        return a_s.to(out.cls_embed.device), a_o.to(out.cls_embed.device)
-
     def forward(self, pixel_values: torch.Tensor, emotion_idx: torch.Tensor):
         out = self.classifier(pixel_values)
-        a_s, a_o = self.alphas(out, emotion_idx)
-        condition = self.fusion(out.cls_embed, out.scene_embed, out.object_embed, a_s, a_o)
+        condition = fuse_features(self.classifier, self.fusion, self.correlation, out, emotion_idx)
         return out, condition, self.fusion.condition_logits(condition)
 
 
@@ -83,10 +75,6 @@ def joint_step(models: dict, batch: dict, cfg, generator: torch.Generator) -> di
     Returns:
         name -> zero-argument callable for each loss term (weight-0 terms are never evaluated).
     """
-    from uniemo.diffusion import encode_condition
-    from uniemo.losses import (condition_negatives, diffusion_loss, emotion_ce_loss, emotion_condition_loss,
-                               expert_contrastive_loss, official_condition_loss, weighted_sum)
-
     joint = models["joint"]
     inner = getattr(joint, "module", joint)
     device = batch["pixel_values"].device
@@ -173,8 +161,6 @@ class JointTransform:
     """PIL -> [0, 1] tensor at the diffusion resolution; the classifier view is derived from it on device."""
 
     def __init__(self, resolution: int, train: bool):
-        from torchvision import transforms as T
-
         geometry = ([T.RandomResizedCrop(resolution, scale=(0.5, 1.0), interpolation=T.InterpolationMode.BICUBIC),
                      T.RandomHorizontalFlip()] if train else
                     [T.Resize(resolution, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(resolution)])
@@ -186,11 +172,6 @@ class JointTransform:
 
 def load_components(cfg, device):
     """Stage-1 classifier, attributes, correlation table, fusion, and the Stable Diffusion parts."""
-    from uniemo.attributes import AttributeTargets
-    from uniemo.classifier import EmoClassifier
-    from uniemo.diffusion import add_placeholder_token, load_stable_diffusion
-    from uniemo.fusion import EmoFusion, EmoFusionConfig
-
     stage1 = Path(cfg.model.stage1)
     classifier_dir = stage1 / "classifier" if (stage1 / "classifier").is_dir() else stage1
     classifier = EmoClassifier.from_pretrained(classifier_dir)
@@ -199,8 +180,6 @@ def load_components(cfg, device):
     attributes = AttributeTargets.load(stage1)
     correlation = None
     if cfg.model.correlation:
-        from uniemo.correlation import CorrelationTable
-
         correlation = CorrelationTable.load(cfg.model.correlation)
         if tuple(correlation.emotions) != tuple(classifier.config.emotions):
             raise ValueError(f"correlation table emotions {correlation.emotions} differ from the classifier's")
@@ -253,278 +232,3 @@ def build_optimizer(classifier, fusion, unet, oc):
     if not groups:
         raise ValueError("nothing to train: every model.train_* switch is off")
     return torch.optim.AdamW(groups, betas=tuple(oc.betas))
-
-
-@torch.no_grad()
-def fit_emotion_space(classifier, dataset, accelerator, batch_size: int, num_workers: int):
-    """Encoder features over ``dataset`` (eval mode, eval transform), gathered over processes, fitted once."""
-    from tqdm.auto import tqdm
-
-    from uniemo.data import collate_records
-    from uniemo.emotion_space import EmotionSpace
-
-    loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                            num_workers=num_workers, collate_fn=collate_records))
-    was_training = classifier.training
-    classifier.eval()
-    feats = {"cls": [], "scene": [], "object": []}
-    labels = []
-    for batch in tqdm(loader, desc="emotion space", disable=not accelerator.is_local_main_process):
-        if batch is None:
-            continue
-        f = classifier.forward_features(batch["pixel_values"].to(accelerator.device))
-        gathered = accelerator.gather_for_metrics(
-            (f.cls_embed.float(), f.scene_embed.float(), f.object_embed.float(), batch["labels"]))
-        for key, value in zip(("cls", "scene", "object"), gathered[:3]):
-            feats[key].append(value.cpu())
-        labels.append(gathered[3].cpu())
-    classifier.train(was_training)
-    return EmotionSpace.fit({k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels),
-                            tuple(classifier.config.emotions))
-
-
-@torch.no_grad()
-def validation_conditions(inner, dataset, attributes, device, per_emotion: int = 8):
-    """One condition per emotion from the mean embeddings of a few val images (fixed, no sampling)."""
-    from uniemo.data import collate_records
-
-    emotions = inner.classifier.config.emotions
-    chosen: dict[int, list[int]] = {e: [] for e in range(len(emotions))}
-    for i, entry in enumerate(dataset.entries):
-        if len(chosen[entry.label]) < per_emotion:
-            chosen[entry.label].append(i)
-    conditions = []
-    was_training = inner.training
-    inner.eval()
-    for e, idx in chosen.items():
-        if not idx:
-            conditions.append(None)
-            continue
-        batch = collate_records([dataset[i] for i in idx])
-        if batch is None:
-            conditions.append(None)
-            continue
-        out = inner.classifier(classifier_view(batch["pixel_values"].to(device), inner.classifier.config))
-        label = torch.full((1,), e, device=device)
-        mean = lambda t: t.mean(0, keepdim=True)  # noqa: E731
-        a_s, a_o = inner.alphas(type(out)(cls_embed=mean(out.cls_embed), scene_embed=mean(out.scene_embed),
-                                          object_embed=mean(out.object_embed)), label)
-        conditions.append(inner.fusion(mean(out.cls_embed), mean(out.scene_embed), mean(out.object_embed), a_s, a_o))
-    inner.train(was_training)
-    return conditions
-
-
-@torch.no_grad()
-def log_validation(pipe, conditions, emotions, placeholder_id, cfg, path: Path) -> None:
-    """A fixed-seed image per emotion (seed = emotion index), saved as one labelled strip."""
-    from PIL import Image, ImageDraw
-
-    from uniemo.diffusion import encode_condition, encode_prompt
-
-    tiles = []
-    size = cfg.resolution
-    for e, condition in enumerate(conditions):
-        if condition is None:
-            tiles.append(Image.new("RGB", (size, size)))
-            continue
-        dtype = pipe.unet.dtype
-        prompt_embeds = encode_condition(pipe.text_encoder, pipe.tokenizer, condition.to(dtype), PLACEHOLDER_TOKEN,
-                                         placeholder_id)
-        negative = encode_prompt(pipe.text_encoder, pipe.tokenizer, [""])
-        image = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, height=size, width=size,
-                     num_inference_steps=cfg.validation_steps, guidance_scale=cfg.validation_guidance,
-                     generator=torch.Generator().manual_seed(e)).images[0]
-        tiles.append(image)
-    label_h = 14
-    grid = Image.new("RGB", (size * len(tiles), size + label_h), "white")
-    draw = ImageDraw.Draw(grid)
-    for i, (tile, name) in enumerate(zip(tiles, emotions)):
-        grid.paste(tile, (i * size, label_h))
-        draw.text((i * size + 2, 1), name, fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
-
-
-@torch.no_grad()
-def quick_emotion_space(classifier, dataset, per_emotion: int, batch_size: int, device, seed: int):
-    """An emotion space from ``per_emotion`` random training images of each emotion (current encoder, eval mode).
-
-    The memory bank generates from the model as it is now; refitting on the whole split at every update would
-    cost a full pass, while a few dozen images per emotion already place each Gaussian.
-    """
-    from tqdm.auto import tqdm
-
-    from uniemo.data import collate_records
-    from uniemo.emotion_space import EmotionSpace
-
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.tensor([entry.label for entry in dataset.entries])
-    chosen = []
-    for e in range(len(dataset.labels)):
-        members = torch.nonzero(labels == e).flatten()
-        chosen += members[torch.randperm(len(members), generator=g)[:per_emotion]].tolist()
-    feats: dict[str, list] = {"cls": [], "scene": [], "object": []}
-    seen = []
-    was_training = classifier.training
-    classifier.eval()
-    for start in tqdm(range(0, len(chosen), batch_size), desc="bank: emotion space", unit="batch"):
-        batch = collate_records([dataset[i] for i in chosen[start:start + batch_size]])
-        if batch is None:
-            continue
-        f = classifier.forward_features(batch["pixel_values"].to(device))
-        for key, value in zip(("cls", "scene", "object"), (f.cls_embed, f.scene_embed, f.object_embed)):
-            feats[key].append(value.float().cpu())
-        seen.append(batch["labels"])
-    classifier.train(was_training)
-    return EmotionSpace.fit({k: torch.cat(v) for k, v in feats.items()}, torch.cat(seen),
-                            tuple(classifier.config.emotions))
-
-
-@torch.no_grad()
-def real_confidences(classifier, dataset, indices: list[int], batch_size: int, device, kind: str):
-    """The classifier's confidence on the *real* samples ``indices`` (eval transform): p(true label) or max p.
-
-    Returns:
-        (N,) float64 numpy array over the whole dataset, NaN where a sample was not scored.
-    """
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from uniemo.data import collate_records
-
-    out = np.full(len(dataset), np.nan)
-    was_training = classifier.training
-    classifier.eval()
-    for start in tqdm(range(0, len(indices), batch_size), desc="bank: real confidences", unit="batch"):
-        batch = collate_records([dataset[i] for i in indices[start:start + batch_size]])
-        if batch is None:
-            continue
-        probs = classifier(batch["pixel_values"].to(device)).logits.float().softmax(dim=-1).cpu()
-        conf = (probs.gather(1, batch["labels"][:, None]).squeeze(1) if kind == "label"
-                else probs.max(dim=-1).values)
-        out[batch["index"].numpy()] = conf.double().numpy()
-    classifier.train(was_training)
-    return out
-
-
-def update_memory_bank(bank, joint, pipe, placeholder_id, attributes, correlation, scorer, space_set,
-                       cfg, step: int, device, bank_dir: Path) -> dict:
-    """One bank update (main process): generate M per emotion, filter (Alg. 1), score the real samples, swap.
-
-    Returns:
-        A log record; the bank's state is also written to ``bank_dir/state.json`` for the other processes.
-    """
-    from tqdm.auto import tqdm
-
-    from uniemo.data.base import ImageEntry
-    from uniemo.filtering import select_feedback
-    from uniemo.memory_bank import confidence_pool
-    from uniemo.pipeline import UniEmoPipeline
-
-    mb = cfg.memory_bank
-    t0 = time.time()
-    inner = getattr(joint, "module", joint)
-    emotions = tuple(inner.classifier.config.emotions)
-    out = bank_dir / f"step-{step:06d}"
-    # Conditions from the model as it is now: a quick emotion space, then the stock inference path
-    space = quick_emotion_space(inner.classifier, space_set, mb.space_per_emotion, cfg.space_batch_size, device,
-                                seed=cfg.seed * 100_003 + step)
-    saved_scheduler = pipe.scheduler
-    paths, intended = [], []
-    try:
-        generator = UniEmoPipeline(inner.classifier, inner.fusion, space, attributes, pipe, placeholder_id,
-                                   correlation, resolution=cfg.resolution).to(device)
-        generator.set_scheduler(mb.scheduler)
-        for e, emotion in enumerate(tqdm(emotions, desc="bank: generate", unit="emotion")):
-            (out / emotion).mkdir(parents=True, exist_ok=True)
-            base = (cfg.seed * 100_003 + step) * 100_000 + 1000 * e  # image i: base + i, distinct per update
-            for start in range(0, mb.per_emotion, 16):
-                count = min(16, mb.per_emotion - start)
-                images = generator.generate(emotion, num_images=count, seed=base + start,
-                                            num_inference_steps=mb.steps, guidance_scale=mb.guidance)
-                for i, image in enumerate(images, start=start):
-                    path = out / emotion / f"{emotion}_{i:04d}.png"
-                    image.save(path)
-                    paths.append(str(path))
-                    intended.append(e)
-    finally:
-        # UniEmoPipeline switched the shared SD pipeline's sampler and put the modules in eval mode
-        pipe.scheduler = saved_scheduler
-        joint.train()
-
-    # Algorithm 1 on the new images, bands within each emotion
-    scores = scorer.feedback_scores(paths, intended, progress="bank: score")
-    kept = select_feedback(scores["emotion_score"], scores["semantic_score"], mb.eta, mb.delta, groups=intended)
-    items = [ImageEntry(path=paths[i], label=intended[i]) for i in kept]
-
-    # The real samples' confidence, from the real images (EmoSym's code scored the generated ones here)
-    pool = confidence_pool(bank.num_real, mb.confidence_pool, cfg.seed * 100_003 + step)
-    confidences = real_confidences(inner.classifier, space_set, pool, cfg.space_batch_size, device, mb.confidence)
-    joint.train()
-    replaced = bank.update(items, confidences)
-
-    kept_set = set(kept)
-    (out / "scores.json").write_text(json.dumps({"step": step, "candidates": [
-        {"path": p, "emotion": emotions[e], "emotion_score": float(scores["emotion_score"][i]),
-         "semantic_score": float(scores["semantic_score"][i]), "kept": i in kept_set}
-        for i, (p, e) in enumerate(zip(paths, intended))]}, indent=1) + "\n")
-    (bank_dir / "state.json").write_text(json.dumps({"step": step, **bank.state_dict()}) + "\n")
-    return {"generated": len(paths), "kept": len(kept), "bank_images": len(bank.items), "bank_slots": bank.num_slots,
-            "replaced": len(replaced), "generated_share": bank.generated_share(),
-            "mean_replaced_confidence": float(confidences[replaced].mean()) if replaced else None,
-            "seconds": round(time.time() - t0, 2)}
-
-
-def write_model_folder(out: Path, inner, attributes, correlation, space, pipe, cfg) -> None:
-    """The model folder (loaded by ``UniEmoPipeline.from_pretrained``), its ``uniemo.json`` and model card written
-    by ``uniemo.model_folder.write_manifest``."""
-    from uniemo.model_folder import MANIFEST, read_manifest, write_manifest
-
-    out.mkdir(parents=True, exist_ok=True)
-    inner.classifier.save_pretrained(out / "classifier")
-    inner.fusion.save_pretrained(out / "fusion")
-    attributes.save(out)
-    space.save(out)
-    components = ["classifier", "fusion", "attributes", "emotion_space"]
-    if correlation is not None:
-        correlation.save(out)
-        components.append("correlation")
-    base = cfg.model.diffusion
-    copy = cfg.model.copy_diffusion
-    if copy is None:  # local bases are copied; a trained UNet is always written, whatever the base
-        copy = Path(base).exists() or cfg.model.train_unet
-    if copy:
-        from uniemo.diffusion import load_stable_diffusion
-
-        # write beside, then swap in: a half-written or concurrently replaced folder never stays behind
-        staging = out / f".diffusion-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        # The frozen parts as the base has them (the training copies may have been cast to fp16 / bf16): a local
-        # base is copied file for file, a Hub base written once in float32. The placeholder token is not
-        # stored: from_pretrained adds it back the same way.
-        if Path(base).exists():
-            shutil.copytree(base, staging, ignore=shutil.ignore_patterns(".*"))
-        else:
-            load_stable_diffusion(base, torch_dtype=torch.float32).save_pretrained(staging, safe_serialization=True)
-        if cfg.model.train_unet:  # the trained UNet, from its float32 master weights
-            shutil.rmtree(staging / "unet")
-            pipe.unet.save_pretrained(staging / "unet", safe_serialization=True)
-        shutil.rmtree(out / "diffusion", ignore_errors=True)
-        os.replace(staging, out / "diffusion")
-        base = "diffusion/"
-        components.append("diffusion")
-    # the bases as given (a copied one is "diffusion/" above); the CLIP is the one the classifier came from, as
-    # its folder records it (a stage-1 folder's "clip", or the "base_models" of a model folder continued from)
-    stage1 = read_manifest(cfg.model.stage1, required=()) if (Path(cfg.model.stage1) / MANIFEST).is_file() else {}
-    bases = {"clip": stage1.get("clip") or dict(stage1.get("base_models") or {}).get("clip"),
-             "diffusion": cfg.model.diffusion}
-    write_manifest(out, {
-        "emotions": list(inner.classifier.config.emotions),
-        "components": components,
-        "diffusion": base,
-        "placeholder_token": PLACEHOLDER_TOKEN,
-        "resolution": cfg.resolution,
-        "stage1": str(cfg.model.stage1),
-        "dataset": cfg.data.dataset,
-        "base_models": {k: str(v) for k, v in bases.items() if v},
-    })

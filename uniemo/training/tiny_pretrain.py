@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from uniemo.data.images import open_image
+from uniemo.training.tiny_world_config import ClipPretrainConfig, SDPretrainConfig
 
 logger = logging.getLogger("uniemo.training.tiny_pretrain")
 
@@ -100,22 +101,21 @@ def describes(kind: str, text: str, record: dict) -> bool:
     return any(text == caption_variant(record, kind, w) for w in range(max(1, len(record["objects"]))))
 
 
-def pretrain_clip(cfg, records, val_records, out_dir: Path, log) -> Path:
+def pretrain_clip(c: ClipPretrainConfig, seed: int, records, val_records, out_dir: Path, log) -> Path:
     """Contrastive pretraining of a tiny CLIP on (image, caption) pairs; saved in the transformers layout."""
     from tqdm.auto import tqdm
 
     from uniemo.clip import build_tiny_clip
     from uniemo.constants import CLIP_MEAN, CLIP_STD
 
-    c = cfg.clip
     model, tokenizer = build_tiny_clip(image_size=c.image_size, patch_size=c.patch_size, width=c.width,
                                        layers=c.layers, heads=c.heads, text_width=c.text_width,
-                                       text_layers=c.text_layers, proj_dim=c.proj_dim, seed=cfg.seed)
+                                       text_layers=c.text_layers, proj_dim=c.proj_dim, seed=seed)
     pixels = load_pixels(records, c.image_size)
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.1)
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(seed)
     model.train()
     bar = tqdm(range(c.steps), desc="tiny CLIP")
     for step in bar:
@@ -179,7 +179,7 @@ def clip_zero_shot_accuracy(model, tokenizer, records, size: int) -> dict:
     return result
 
 
-def pretrain_sd(cfg, records, clip_dir: Path, out_dir: Path, log) -> Path:
+def pretrain_sd(s: SDPretrainConfig, seed: int, records, clip_dir: Path, out_dir: Path, log) -> Path:
     """VAE (autoencoder), then UNet (ε-prediction on captions) with the tiny CLIP's frozen text tower."""
     from diffusers import DDPMScheduler, StableDiffusionPipeline
     from tqdm.auto import tqdm
@@ -187,7 +187,6 @@ def pretrain_sd(cfg, records, clip_dir: Path, out_dir: Path, log) -> Path:
 
     from uniemo.diffusion import TinySDConfig, build_tiny_stable_diffusion
 
-    s = cfg.sd
     clip = CLIPModel.from_pretrained(clip_dir)
     tokenizer = CLIPTokenizer.from_pretrained(clip_dir)
     text_encoder = clip.text_model.eval().requires_grad_(False)
@@ -199,10 +198,10 @@ def pretrain_sd(cfg, records, clip_dir: Path, out_dir: Path, log) -> Path:
         up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
         attention_head_dim=8, layers_per_block=1, vae_block_out_channels=tuple(s.vae_channels),
         norm_num_groups=s.norm_num_groups,
-    ), seed=cfg.seed)
+    ), seed=seed)
     vae, unet = base.vae, base.unet
     pixels = load_pixels(records, s.resolution)
-    g = torch.Generator().manual_seed(cfg.seed + 1)
+    g = torch.Generator().manual_seed(seed + 1)
 
     # 1) VAE: reconstruction + a small KL, as an autoencoder for the latent space
     opt = torch.optim.AdamW(vae.parameters(), lr=s.vae_lr)

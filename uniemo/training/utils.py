@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import torch
 
@@ -71,7 +70,3 @@ def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, min_ratio
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return found[-1] if found else None
