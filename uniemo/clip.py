@@ -24,9 +24,12 @@ import zipfile
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from uniemo.classifier import EmoClassifier, EmoClassifierConfig
+from uniemo.diffusion import build_byte_tokenizer, build_clip_bpe_tokenizer
 from uniemo.training.checks import CLIP_FILE_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -49,8 +52,6 @@ def load_clip(name_or_path: str, device: str | torch.device = "cpu"):
     Returns:
         (clip_model, tokenizer)
     """
-    from transformers import CLIPModel, CLIPTokenizer
-
     path = Path(name_or_path).expanduser()
     if path.is_file():
         model, tokenizer = load_openai_clip(path)
@@ -86,8 +87,6 @@ def read_openai_state_dict(path: str | Path) -> dict[str, Tensor]:
     if path.suffix not in CLIP_FILE_SUFFIXES:
         raise ValueError(f"{str(path)!r}: an OpenAI-format CLIP file ends in {', '.join(CLIP_FILE_SUFFIXES)}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(path)
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:  # what torch.load itself checks to recognise TorchScript
@@ -111,8 +110,6 @@ def openai_clip_config(state: dict[str, Tensor]):
     ``build_model_from_openai_state_dict``) do; neither format stores head counts, so both towers have
     OpenAI's 64-wide heads. The special-token ids are the BPE tokenizer's.
     """
-    from transformers import CLIPConfig
-
     if "visual.proj" not in state:
         kind = "a ResNet CLIP (visual.layer1 ...)" if any(k.startswith("visual.layer1.") for k in state) else \
             "not an OpenAI-format CLIP (no visual.proj)"
@@ -156,10 +153,6 @@ def load_openai_clip(path: str | Path):
     Returns:
         (clip_model, tokenizer); ``load_clip`` puts the model in eval mode and freezes it.
     """
-    from transformers import CLIPModel
-
-    from uniemo.diffusion import build_clip_bpe_tokenizer
-
     state = read_openai_state_dict(path)
     config = openai_clip_config(state)
     layers = config.vision_config.num_hidden_layers, config.text_config.num_hidden_layers
@@ -340,10 +333,6 @@ def build_tiny_clip(
     Returns:
         (clip_model, tokenizer)
     """
-    from transformers import CLIPConfig, CLIPModel
-
-    from uniemo.diffusion import build_byte_tokenizer
-
     tokenizer = build_byte_tokenizer()
     special = dict(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,

@@ -34,6 +34,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from uniemo.data.base import EmotionDataset, ImageEntry
+from uniemo.data.feedback import FeedbackDataset
 
 
 class MemoryBank:
@@ -151,8 +152,6 @@ class BankedDataset(Dataset):
 
     def refresh(self) -> None:
         """Re-read the bank's slots (after ``update`` or ``load_state_dict``)."""
-        from uniemo.data.feedback import FeedbackDataset
-
         self._sources = self.bank.sources()
         self._generated = FeedbackDataset(self.bank.items, self.labels, self.transform)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as T
@@ -49,8 +50,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         image.seek(0)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit greyscale: scale to 8 bits before converting (PIL's convert would clip).
-        import numpy as np
-
         arr = np.asarray(image, dtype=np.float64)
         hi = arr.max() if arr.size and arr.max() > 0 else 1.0
         image = Image.fromarray((arr / hi * 255.0).round().astype("uint8"), mode="L")

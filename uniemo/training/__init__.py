@@ -1,5 +1,7 @@
-"""Training plumbing shared by the recipes in ``train/``: configs, schedules, checks and the stage-2 step.
+"""Training: the loops of stage 1 (``stage1.run_stage1``), the probe and α table (``probe_table.run_probe``) and
+stage 2 (``joint.run_joint``), the plumbing they share (``run``: accelerator, metrics log, progress, checkpoints),
+their building blocks, and the UniEmo-Tiny pretraining.
 
-The modules here are imported by the scripts *after* they parse their arguments (``data_config`` and
-``checks`` need no torch), so every script's ``--help`` answers at once.
+The option dataclasses (``*_config``) and ``checks`` import no torch: the command lines in ``train/`` parse and
+check their arguments with them, and import a loop only after that, so every ``--help`` answers at once.
 """

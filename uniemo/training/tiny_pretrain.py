@@ -11,8 +11,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler, StableDiffusionPipeline
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import CLIPModel, CLIPTokenizer
 
+from uniemo.clip import build_tiny_clip
+from uniemo.constants import CLIP_MEAN, CLIP_STD
+from uniemo.data.emoshapes import with_article as _with_article
 from uniemo.data.images import open_image
+from uniemo.diffusion import TinySDConfig, build_tiny_stable_diffusion, load_stable_diffusion
 from uniemo.training.tiny_world_config import ClipPretrainConfig, SDPretrainConfig
 
 logger = logging.getLogger("uniemo.training.tiny_pretrain")
@@ -31,8 +39,6 @@ def read_split(root: Path, split: str) -> list[dict]:
 
 def load_pixels(records: list[dict], size: int) -> torch.Tensor:
     """All images resized to ``size`` as a uint8 tensor (N, 3, size, size): the tiny world fits in memory."""
-    from PIL import Image
-
     out = torch.empty(len(records), 3, size, size, dtype=torch.uint8)
     for i, r in enumerate(records):
         im = open_image(r["path"]).resize((size, size), Image.BICUBIC)
@@ -67,8 +73,6 @@ def caption_variant(record: dict, kind: str, which: int = 0) -> str:
     Captions alone would leave the bare names, which stage 1 embeds as attribute texts and transfer/neutral
     use as prompts, out of the towers' distribution; the short kinds put them in.
     """
-    from uniemo.data.emoshapes import with_article as _with_article
-
     if kind == "caption":
         return record["caption"]
     if kind == "scene":
@@ -103,11 +107,6 @@ def describes(kind: str, text: str, record: dict) -> bool:
 
 def pretrain_clip(c: ClipPretrainConfig, seed: int, records, val_records, out_dir: Path, log) -> Path:
     """Contrastive pretraining of a tiny CLIP on (image, caption) pairs; saved in the transformers layout."""
-    from tqdm.auto import tqdm
-
-    from uniemo.clip import build_tiny_clip
-    from uniemo.constants import CLIP_MEAN, CLIP_STD
-
     model, tokenizer = build_tiny_clip(image_size=c.image_size, patch_size=c.patch_size, width=c.width,
                                        layers=c.layers, heads=c.heads, text_width=c.text_width,
                                        text_layers=c.text_layers, proj_dim=c.proj_dim, seed=seed)
@@ -157,9 +156,6 @@ def pretrain_clip(c: ClipPretrainConfig, seed: int, records, val_records, out_di
 def clip_zero_shot_accuracy(model, tokenizer, records, size: int) -> dict:
     """Zero-shot accuracy of the tiny CLIP on held-out images: the scene, and one of the objects (named bare and
     with an article)."""
-    from uniemo.constants import CLIP_MEAN, CLIP_STD
-    from uniemo.data.emoshapes import with_article as _with_article
-
     pixels = load_pixels(records, size).float() / 255
     x = (pixels - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     image = F.normalize(model.get_image_features(pixel_values=x).pooler_output, dim=-1)
@@ -181,12 +177,6 @@ def clip_zero_shot_accuracy(model, tokenizer, records, size: int) -> dict:
 
 def pretrain_sd(s: SDPretrainConfig, seed: int, records, clip_dir: Path, out_dir: Path, log) -> Path:
     """VAE (autoencoder), then UNet (ε-prediction on captions) with the tiny CLIP's frozen text tower."""
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
-    from tqdm.auto import tqdm
-    from transformers import CLIPModel, CLIPTokenizer
-
-    from uniemo.diffusion import TinySDConfig, build_tiny_stable_diffusion
-
     clip = CLIPModel.from_pretrained(clip_dir)
     tokenizer = CLIPTokenizer.from_pretrained(clip_dir)
     text_encoder = clip.text_model.eval().requires_grad_(False)
@@ -274,15 +264,11 @@ def pretrain_sd(s: SDPretrainConfig, seed: int, records, clip_dir: Path, out_dir
 
 def write_sample_sheet(sd_dir: Path, records, path: Path, seed: int) -> None:
     """Caption-conditioned samples of the pretrained tiny SD (a sanity check, one per scene/object pair)."""
-    from uniemo.diffusion import load_stable_diffusion
-
     pipe = load_stable_diffusion(str(sd_dir))
     pipe.set_progress_bar_config(disable=True)
     captions = sorted({r["caption"] for r in records})[:16]
     images = pipe(captions, num_inference_steps=25, guidance_scale=5.0,
                   generator=[torch.Generator().manual_seed(seed + i) for i in range(len(captions))]).images
-    from PIL import Image
-
     size = images[0].size[0]
     sheet = Image.new("RGB", (size * len(images), size))
     for i, im in enumerate(images):

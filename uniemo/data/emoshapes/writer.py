@@ -17,18 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from uniemo.constants import EMOTIONS
 from uniemo.data.emoshapes.render import MAX_OBJECTS_LIMIT, check_size, render
-from uniemo.data.emoshapes.rule import (
-    EMOTION_TABLE,
-    OBJECT_GROUPS,
-    OBJECTS,
-    SCENE_GROUPS,
-    SCENES,
-    caption_of,
-    sample_composition,
-)
+from uniemo.data.emoshapes.rule import (EMOTION_TABLE, OBJECTS, OBJECT_GROUPS, SCENES, SCENE_GROUPS, caption_of,
+                                        sample_composition)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -158,8 +152,6 @@ def generate_emoshapes(
     for emotion in EMOTIONS:
         (root / "image" / emotion).mkdir(parents=True, exist_ok=True)
         (root / "annotation" / emotion).mkdir(parents=True, exist_ok=True)
-    from tqdm.auto import tqdm  # imported here so that importing uniemo.data stays cheap
-
     # One process: about 2-3 ms an image, so worker processes (each importing torch through uniemo.data)
     # cost more than they save at these sizes.
     for item in tqdm(items, desc="EmoShapes", unit="img", disable=not progress):
