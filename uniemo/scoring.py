@@ -29,9 +29,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 from torch import Tensor, nn
+from torchvision import transforms as T
+from tqdm.auto import tqdm
 
+from uniemo.classifier import EmoClassifierConfig
+from uniemo.clip import AttributeTextEncoder, build_tiny_clip, load_clip
 from uniemo.constants import CLIP_MEAN, CLIP_STD, EMOTIONS
 from uniemo.data.images import open_image
 from uniemo.probe import EmotionProbe, EmotionProbeConfig, clip_image_embeddings
@@ -65,8 +70,6 @@ def clip_pixels(images: Sequence[Image.Image], image_size: int, double_rescale: 
         double_rescale: EmoGen's Sem-D quirk (``emogen_emoset_notes.md`` 3.5): its images were already in
             [0, 1] when CLIP's processor divided by 255 again, so the CLIP input is a near-black image.
     """
-    from torchvision import transforms as T
-
     geometry = T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
                           T.CenterCrop(image_size), T.ToTensor()])
     x = torch.stack([geometry(image.convert("RGB")) for image in images])  # (N, 3, S, S) in [0, 1]
@@ -113,8 +116,6 @@ class ImageScorer:
         """The probe of a ``train/probe.py`` run (or a bare probe folder with ``clip`` given) and its CLIP."""
         probe = load_probe(probe_dir)
         if clip is not None:
-            from uniemo.clip import load_clip
-
             clip_model, tokenizer = load_clip(clip)
         else:
             clip_model, tokenizer = clip_for_probe_run(probe_dir)
@@ -137,8 +138,6 @@ class ImageScorer:
             double_rescale: see ``clip_pixels``.
             progress: a tqdm description, or ``None`` for no bar.
         """
-        from tqdm.auto import tqdm
-
         chunks = []
         batches = batched(list(images), self.batch_size)
         total = -(-len(images) // self.batch_size)
@@ -162,8 +161,6 @@ class ImageScorer:
     @torch.no_grad()
     def text_embeddings(self, names: Sequence[str]) -> Tensor:
         """(A,) names -> (A, E) L2-normalised CLIP text embeddings (cached), raw names as in the attribute base."""
-        from uniemo.clip import AttributeTextEncoder
-
         todo = [n for n in dict.fromkeys(names) if n not in self._text]
         if todo:
             self._text.update(zip(todo, AttributeTextEncoder(self.clip, self.tokenizer).embed(todo)))
@@ -233,20 +230,13 @@ def clip_for_probe_run(probe_dir: str | os.PathLike):
     Returns:
         (clip_model, tokenizer)
     """
-    import yaml
-
     config_path = Path(probe_dir) / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"no config.yaml in {str(probe_dir)!r}: name the probe's CLIP explicitly (--clip)")
     model = (yaml.safe_load(config_path.read_text()) or {}).get("model", {})
     if model.get("clip"):
-        from uniemo.clip import load_clip
-
         return load_clip(model["clip"])
     # clip: null -> the seeded random CLIP of the preset's geometry, as train/probe.py builds it
-    from uniemo.classifier import EmoClassifierConfig
-    from uniemo.clip import build_tiny_clip
-
     arch = EmoClassifierConfig.from_preset(model.get("preset", "vit-b-32"))
     clip_model, tokenizer = build_tiny_clip(image_size=arch.image_size, patch_size=arch.patch_size, width=arch.width,
                                             layers=arch.layers, heads=arch.heads, proj_dim=arch.proj_dim)
