@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler[tuple[int, int]]):
     def __init__(self, num_samples: int, global_batch_size: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1, shuffle: bool = True):
         if global_batch_size % world_size:
@@ -37,6 +37,8 @@ class EpochSampler(Sampler[int]):
         return (self.batches_per_epoch - self.start_batch) * (self.global_batch_size // self.world_size)
 
     def __iter__(self):
+        """Yields ``(epoch, index)``: the epoch travels with each index, so that ``SeededAugmentation`` seeds from
+        it even inside persistent loader workers (which keep their own copy of the dataset across epochs)."""
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.num_samples, generator=g).tolist()
@@ -45,7 +47,8 @@ class EpochSampler(Sampler[int]):
         per_rank = self.global_batch_size // self.world_size
         for b in range(self.start_batch, self.batches_per_epoch):
             start = b * self.global_batch_size + self.rank * per_rank
-            yield from order[start:start + per_rank]
+            for index in order[start:start + per_rank]:
+                yield self.epoch, index
 
 
 class SeededAugmentation(Dataset):
@@ -57,9 +60,11 @@ class SeededAugmentation(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        """``dataset[(epoch, index)]`` (what ``EpochSampler`` yields), or ``dataset[index]`` at ``self.epoch``."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+            torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
             return self.dataset[index]
 
     def __getattr__(self, name):  # attribute_vocab(), labels, skipped ... of the wrapped dataset

@@ -27,7 +27,7 @@ from uniemo.scoring import ImageScorer
 from uniemo.training.bank_update import update_memory_bank
 from uniemo.training.joint_config import JointConfig
 from uniemo.training.run import (CheckpointSaver, MetricsLog, TrainingProgress, backward_and_step,
-                                 dataset_options, start_run)
+                                 dataset_options, finish_run, loader_options, start_run)
 from uniemo.training.stage2 import (JointTransform, UnderstandingAndFusion, build_optimizer, joint_step,
                                     load_components, set_trainable)
 from uniemo.training.stage2_outputs import (fit_emotion_space, log_validation, validation_conditions,
@@ -47,7 +47,7 @@ def run_joint(cfg: JointConfig) -> dict:
     Returns:
         a summary (also the ``final`` record of ``metrics.jsonl``).
     """
-    accelerator = start_run(cfg, cfg.out_dir)
+    accelerator = start_run(cfg, cfg.out_dir, "uniemo-stage2")
     out_dir, device = Path(cfg.out_dir), accelerator.device
     weight_dtype = WEIGHT_DTYPES[accelerator.mixed_precision]  # the config's setting, else the launcher's
 
@@ -110,9 +110,14 @@ def run_joint(cfg: JointConfig) -> dict:
     train_aug = SeededAugmentation(train_data, cfg.seed)
     sampler = EpochSampler(len(train_data), cfg.batch_size, cfg.seed, accelerator.process_index,
                            accelerator.num_processes)
-    train_loader = DataLoader(train_aug, batch_size=cfg.batch_size // accelerator.num_processes, sampler=sampler,
-                              num_workers=cfg.data.num_workers, collate_fn=collate_records,
-                              generator=torch.Generator().manual_seed(cfg.seed))
+
+    def make_train_loader() -> DataLoader:
+        # made again after each memory-bank update: persistent workers hold their own copy of the bank's slots
+        return DataLoader(train_aug, batch_size=cfg.batch_size // accelerator.num_processes, sampler=sampler,
+                          collate_fn=collate_records, generator=torch.Generator().manual_seed(cfg.seed),
+                          **loader_options(cfg.data.num_workers))
+
+    train_loader = make_train_loader()
 
     # Optimiser and schedule
     steps_per_epoch = max(1, sampler.batches_per_epoch // cfg.grad_accum_steps)
@@ -204,6 +209,7 @@ def run_joint(cfg: JointConfig) -> dict:
             bank_changed = bank is not None and step % cfg.memory_bank.every == 0 and step < total_steps
             if bank_changed:
                 refresh_bank()
+                train_loader = make_train_loader()
             if step % cfg.checkpoint_every == 0 or step == total_steps:
                 save_checkpoint()
             if step >= total_steps or bank_changed:
@@ -226,6 +232,6 @@ def run_joint(cfg: JointConfig) -> dict:
     if accelerator.is_main_process:
         write_model_folder(out_dir / "final", inner, attributes, correlation, space, pipe, cfg)
         log({"step": step, "final": summary})
-    accelerator.end_training()
+    finish_run(accelerator, out_dir, "stage 2: " + out_dir.name)
     return summary
 

@@ -110,6 +110,9 @@ class JointConfig:
     mixed_precision: str | None = None  # no | fp16 | bf16 (frozen UNet / VAE cast to it); null: the launcher's
     resume: str | None = None
     space_batch_size: int = 64  # batch size of the emotion-space pass
+    # accelerate trackers: tensorboard (event files in out_dir/logs/), any other accelerate tracker name, several
+    # separated by commas, "all", or "none"
+    report_to: str | None = "tensorboard"
     # Fraction of images whose diffusion prompt is "<emotion> {one of its objects}" instead of "<emotion>" alone
     # (ours, not the paper's: it teaches c to leave room for a noun, which transfer needs). 0 = the paper.
     object_prompt_fraction: float = 0.0

@@ -1,5 +1,5 @@
-"""The plumbing every training run shares: the accelerator and run folder, the metrics log, checkpoints (save,
-rotate, resume) and the running means of the logged losses.
+"""The plumbing every training run shares: the accelerator, run folder and trackers, loader options, the metrics
+log and progress, the optimizer step, checkpoints (save, rotate, resume) and the training-curve figure.
 
 Stage 1 (``uniemo.training.stage1.run_stage1``) and stage 2 (``uniemo.training.joint.run_joint``) write their
 loops out in full; what they have in common lives here, once, in the manner of timm's ``CheckpointSaver`` and
@@ -14,35 +14,86 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from uniemo.config import save_config
+from uniemo.config import config_to_dict, save_config
+from uniemo.training.curves import CURVES_FILE, plot_training_curves
 from uniemo.training.utils import cpu_processes, mixed_precision_setting
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
 
 
-def start_run(cfg, out_dir: str | Path) -> Accelerator:
-    """The accelerator for a run of ``cfg`` (its ``mixed_precision``, ``grad_accum_steps`` and ``seed``), with
-    logging configured, every process seeded, and on the main process ``out_dir`` made and ``config.yaml``
-    written (the resolved config).
+def trackers_of(report_to: str | None) -> list[str] | str | None:
+    """``report_to`` as accelerate's ``log_with``: ``None`` for "none" (or empty), "all", or a comma-separated list
+    of tracker names (tensorboard, wandb, trackio, comet_ml, aim, mlflow, clearml, dvclive)."""
+    if report_to is None or report_to.strip().lower() in ("", "none"):
+        return None
+    names = [name.strip() for name in report_to.split(",") if name.strip()]
+    return "all" if names == ["all"] else names
+
+
+def flat_config(cfg) -> dict:
+    """The run's config as flat ``section.key -> int | float | str | bool`` (trackers' hyperparameters accept only
+    scalars: lists and ``None`` are written as text)."""
+    flat: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}{key}.", inner)
+        else:
+            key = prefix[:-1]
+            flat[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk("", config_to_dict(cfg))
+    return flat
+
+
+def start_run(cfg, out_dir: str | Path, project: str) -> Accelerator:
+    """The accelerator for a run of ``cfg`` (its ``mixed_precision``, ``grad_accum_steps``, ``seed`` and
+    ``report_to``), with logging configured, every process seeded, and on the main process ``out_dir`` made,
+    ``config.yaml`` written (the resolved config) and the trackers started (TensorBoard by default: event files
+    under ``out_dir/logs/<project>/``; ``report_to=none`` for none).
 
     The scheduler is stepped once per optimizer step by the loops themselves (``step_scheduler_with_optimizer``
     off), so the schedule is the same whatever the number of processes.
     """
+    out_dir = Path(out_dir)
+    log_with = trackers_of(cfg.report_to)
     accelerator = Accelerator(cpu=cpu_processes(), mixed_precision=mixed_precision_setting(cfg.mixed_precision),
-                              gradient_accumulation_steps=cfg.grad_accum_steps, step_scheduler_with_optimizer=False)
+                              gradient_accumulation_steps=cfg.grad_accum_steps, step_scheduler_with_optimizer=False,
+                              log_with=log_with,
+                              project_config=ProjectConfiguration(project_dir=str(out_dir),
+                                                                  logging_dir=str(out_dir / "logs")))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     set_seed(cfg.seed)
-    out_dir = Path(out_dir)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
+    if log_with is not None:
+        accelerator.init_trackers(project, config=flat_config(cfg))
     return accelerator
+
+
+def loader_options(num_workers: int) -> dict:
+    """``DataLoader`` keywords for a training or evaluation loader: pinned memory when batches go to a GPU, and
+    workers kept alive between epochs (no re-forking, no re-opening of the dataset each epoch)."""
+    return {"num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
+            "persistent_workers": num_workers > 0}
+
+
+def finish_run(accelerator: Accelerator, out_dir: str | Path, title: str) -> None:
+    """End of a run: the training-curve PNG (``training_curves.png``, from ``metrics.jsonl``) on the main
+    process, and the trackers closed."""
+    out_dir = Path(out_dir)
+    if accelerator.is_main_process and (out_dir / "metrics.jsonl").is_file():
+        plot_training_curves(out_dir / "metrics.jsonl", out_dir / CURVES_FILE, title)
+    accelerator.end_training()
 
 
 def dataset_options(data) -> dict:
@@ -56,7 +107,8 @@ def dataset_options(data) -> dict:
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON record per line, written by the main process only."""
+    """``metrics.jsonl``: one JSON record per line, written by the main process only; the numbers of each step
+    record also go to the run's trackers."""
 
     def __init__(self, accelerator: Accelerator, path: str | Path):
         self.accelerator, self.path = accelerator, Path(path)
@@ -65,6 +117,11 @@ class MetricsLog:
         if self.accelerator.is_main_process:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+        # the trackers (when any) get the numbers of a step record; every process calls, accelerate keeps the main
+        scalars = {k: v for k, v in record.items()
+                   if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if scalars and "step" in record and self.accelerator.trackers:
+            self.accelerator.log(scalars, step=int(record["step"]))
 
 
 class TrainingProgress:

@@ -26,7 +26,7 @@ from uniemo.metrics import classification_report
 from uniemo.model_folder import write_manifest
 from uniemo.training.checks import clip_identity
 from uniemo.training.run import (CheckpointSaver, MetricsLog, TrainingProgress, backward_and_step,
-                                 dataset_options, start_run)
+                                 dataset_options, finish_run, loader_options, start_run)
 from uniemo.training.stage1_config import UnderstandingConfig
 from uniemo.training.utils import cosine_with_warmup, freeze_gradless
 
@@ -153,7 +153,7 @@ def run_stage1(cfg: UnderstandingConfig) -> dict:
     Returns:
         the final metrics (also the ``final`` record of ``metrics.jsonl``).
     """
-    accelerator = start_run(cfg, cfg.out_dir)
+    accelerator = start_run(cfg, cfg.out_dir, "uniemo-stage1")
     out_dir, device = Path(cfg.out_dir), accelerator.device
 
     # Data
@@ -189,10 +189,10 @@ def run_stage1(cfg: UnderstandingConfig) -> dict:
     sampler = EpochSampler(len(train_set), cfg.batch_size, cfg.seed, accelerator.process_index,
                            accelerator.num_processes)
     per_process = cfg.batch_size // accelerator.num_processes
-    train_loader = DataLoader(train_aug, batch_size=per_process, sampler=sampler, num_workers=cfg.data.num_workers,
-                              collate_fn=collate_records, generator=torch.Generator().manual_seed(cfg.seed))
-    val_loader = DataLoader(val_set, batch_size=cfg.eval_batch_size, shuffle=False,
-                            num_workers=cfg.data.num_workers, collate_fn=collate_records)
+    train_loader = DataLoader(train_aug, batch_size=per_process, sampler=sampler, collate_fn=collate_records,
+                              generator=torch.Generator().manual_seed(cfg.seed), **loader_options(cfg.data.num_workers))
+    val_loader = DataLoader(val_set, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate_records,
+                            **loader_options(cfg.data.num_workers))
 
     # Optimiser and schedule
     steps_per_epoch = sampler.batches_per_epoch // cfg.grad_accum_steps
@@ -282,5 +282,5 @@ def run_stage1(cfg: UnderstandingConfig) -> dict:
                             "dataset": cfg.data.dataset, **extra, **final},
                            targets)
         log({"step": step, "final": final})
-    accelerator.end_training()
+    finish_run(accelerator, out_dir, "stage 1: " + out_dir.name)
     return final

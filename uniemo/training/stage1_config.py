@@ -64,6 +64,9 @@ class UnderstandingConfig:
     mixed_precision: str | None = None  # no | fp16 | bf16; null: the launcher's (accelerate launch --mixed_precision)
     resume: str | None = None  # a checkpoint folder, or "latest"
     eval_batch_size: int = 64
+    # accelerate trackers: tensorboard (event files in out_dir/logs/), any other accelerate tracker name, several
+    # separated by commas, "all", or "none"
+    report_to: str | None = "tensorboard"
 
     def validate(self) -> None:
         if not self.data.val_split:
