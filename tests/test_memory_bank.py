@@ -2,6 +2,7 @@
 and a tiny joint run with the bank switched on."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ from PIL import Image
 
 from uniemo.data.base import EmotionDataset, ImageEntry, collate_records
 from uniemo.memory_bank import BankedDataset, MemoryBank, confidence_pool
+from conftest import run_torchrun
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _items(n, start=0):
@@ -120,3 +124,38 @@ def test_tiny_joint_run_with_the_memory_bank(learnable_emoset, tiny_stage1_dir, 
     saved = json.loads((out / "checkpoints" / "checkpoint-1" / "memory_bank.json").read_text())
     assert saved["replaced"] == state["replaced"]
     assert (out / "final" / "uniemo.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_build_the_bank_of_one(learnable_emoset, tiny_stage1_dir, tiny_sd_dir, tiny_correlation_dir,
+                                             tmp_path):
+    """torchrun with 2 CPU processes (gloo), same global batch and seed: each process generates, scores and
+    measures its share of the update, and the bank they agree on is the single-process bank, image for image
+    (the kept images, pixel for pixel) and slot for slot. The expert contrastive losses are off, as in stage 1's
+    process test: their negatives are the rows of one process, so they differ with the split by design."""
+    from train import joint
+
+    common = ["--preset", "tiny", f"data.root={learnable_emoset}", f"model.stage1={tiny_stage1_dir}",
+              f"model.diffusion={tiny_sd_dir}", f"model.correlation={tiny_correlation_dir}", "max_steps=2",
+              "validation_every=0", "memory_bank.enabled=true", "memory_bank.every=1", "memory_bank.per_emotion=3",
+              "memory_bank.steps=2", "memory_bank.space_per_emotion=4", "memory_bank.scheduler=ddim",
+              "batch_size=8", "report_to=none", "loss.scene=0", "loss.object=0"]
+    joint.main([*common, f"out_dir={tmp_path / 'one'}"])
+    run_torchrun(ROOT / "train" / "joint.py", [*common, f"out_dir={tmp_path / 'two'}"])
+
+    def bank(run):
+        state = json.loads((run / "memory_bank" / "state.json").read_text())
+        items = [(Path(e["path"]).relative_to(run).as_posix(), e["label"]) for e in state["items"]]
+        return state["replaced"], items
+
+    replaced_one, items_one = bank(tmp_path / "one")
+    replaced_two, items_two = bank(tmp_path / "two")
+    assert items_one and replaced_one
+    assert replaced_two == replaced_one and items_two == items_one
+    for name, _ in items_one:
+        a = np.asarray(Image.open(tmp_path / "one" / name))
+        b = np.asarray(Image.open(tmp_path / "two" / name))
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, name
+    scores = [json.loads((run / "memory_bank" / "step-000001" / "scores.json").read_text())["candidates"]
+              for run in (tmp_path / "one", tmp_path / "two")]
+    assert [c["kept"] for c in scores[0]] == [c["kept"] for c in scores[1]]

@@ -168,9 +168,11 @@ class AttributeTargets(AttributeBase):
         return cls(scenes, objects, text_encoder.embed(list(scenes)), text_encoder.embed(list(objects)),
                    text_encoder.embed(list(cls.DUMMY_TEXTS)))
 
-    def batch(self, scenes: list, objects: list[list[str]], generator: torch.Generator, device,
-              dummy: bool = False):
+    def batch(self, scenes: list, objects: list[list[str]], generator: torch.Generator | list[torch.Generator],
+              device, dummy: bool = False):
         """Scene ids, one sampled object id per row (-1 where missing), and their text embeddings.
+
+        ``generator``: one for the batch, or one per row (``uniemo.training.run.sample_generators``).
 
         ``dummy``: a missing row's text is the embedding of ``"scene"`` / ``"object"`` (the released code's
         stand-ins, which stay in the other rows' softmax as negatives under released masking); otherwise any
@@ -181,10 +183,11 @@ class AttributeTargets(AttributeBase):
         """
         scene_ids = torch.tensor([self.scene_index.get(s, -1) if s else -1 for s in scenes], dtype=torch.long)
         picks = []
-        for objs in objects:
+        for row, objs in enumerate(objects):
             known = [self.object_index[o] for o in objs if o in self.object_index]
+            g = generator[row] if isinstance(generator, (list, tuple)) else generator
             # one of the listed objects, sampled per step (docs/method.md section 3)
-            picks.append(known[int(torch.randint(len(known), (1,), generator=generator))] if known else -1)
+            picks.append(known[int(torch.randint(len(known), (1,), generator=g))] if known else -1)
         object_ids = torch.tensor(picks, dtype=torch.long)
         E = self.embed_dim
         scene_text = (self.scene_text_embeds[scene_ids.clamp_min(0)] if self.scenes

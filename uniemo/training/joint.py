@@ -27,7 +27,8 @@ from uniemo.scoring import ImageScorer
 from uniemo.training.bank_update import update_memory_bank
 from uniemo.training.joint_config import JointConfig
 from uniemo.training.run import (CheckpointSaver, MetricsLog, TrainingProgress, backward_and_step,
-                                 dataset_options, finish_run, loader_options, start_run)
+                                 dataset_options, finish_run, loader_options, sample_generators,
+                                 start_run)
 from uniemo.training.stage2 import (JointTransform, UnderstandingAndFusion, build_optimizer, joint_step,
                                     load_components, set_trainable)
 from uniemo.training.stage2_outputs import (fit_emotion_space, log_validation, validation_conditions,
@@ -104,16 +105,17 @@ def run_joint(cfg: JointConfig) -> dict:
             raise ValueError(f"memory_bank.confidence_pool ({mb.confidence_pool}) is smaller than the bank's "
                              f"{bank.capacity} slots: score at least that many real samples")
         banked = train_data = BankedDataset(train_set, bank, JointTransform(cfg.resolution, True))
-        if accelerator.is_main_process:
-            scorer = ImageScorer.from_probe_run(mb.probe or cfg.model.correlation, attributes.scenes,
-                                                attributes.objects, device=device)
+        # every process generates and scores its share of each update
+        scorer = ImageScorer.from_probe_run(mb.probe or cfg.model.correlation, attributes.scenes, attributes.objects,
+                                            device=device)
     train_aug = SeededAugmentation(train_data, cfg.seed)
     sampler = EpochSampler(len(train_data), cfg.batch_size, cfg.seed, accelerator.process_index,
                            accelerator.num_processes)
+    per_process = cfg.batch_size // accelerator.num_processes
 
     def make_train_loader() -> DataLoader:
         # made again after each memory-bank update: persistent workers hold their own copy of the bank's slots
-        return DataLoader(train_aug, batch_size=cfg.batch_size // accelerator.num_processes, sampler=sampler,
+        return DataLoader(train_aug, batch_size=per_process, sampler=sampler,
                           collate_fn=collate_records, generator=torch.Generator().manual_seed(cfg.seed),
                           **loader_options(cfg.data.num_workers))
 
@@ -163,14 +165,10 @@ def run_joint(cfg: JointConfig) -> dict:
         checkpoints.save(step, {}, {BANK_STATE: bank.state_dict()} if bank is not None else None)
 
     def refresh_bank() -> None:
-        bank_dir = out_dir / "memory_bank"
-        if accelerator.is_main_process:
-            record = update_memory_bank(bank, joint, pipe, placeholder_id, attributes, correlation, scorer,
-                                        space_set, cfg, step, device, bank_dir)
-            log({"step": step, "memory_bank": record})
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            bank.load_state_dict(json.loads((bank_dir / "state.json").read_text()))
+        # collective: every process generates, scores and ends with the same bank
+        record = update_memory_bank(bank, joint, pipe, placeholder_id, attributes, correlation, scorer, space_set,
+                                    cfg, step, device, out_dir / "memory_bank", accelerator.is_main_process)
+        log({"step": step, "memory_bank": record})
         banked.refresh()
 
     def validate() -> None:
@@ -184,15 +182,20 @@ def run_joint(cfg: JointConfig) -> dict:
     joint.train()
     progress = TrainingProgress(accelerator, log, total_steps, step, "stage 2", cfg.log_every)
     while step < total_steps:
-        epoch, start_batch = divmod(step * cfg.grad_accum_steps, sampler.batches_per_epoch)
+        micro = step * cfg.grad_accum_steps  # micro-batches done
+        epoch, start_batch = divmod(micro, sampler.batches_per_epoch)
         sampler.set_epoch(epoch, start_batch)
         train_aug.epoch = epoch
         for batch in train_loader:
+            micro += 1
             if batch is None:
                 continue
             progress.skipped += batch["num_skipped"]
             batch["pixel_values"] = batch["pixel_values"].to(device)
-            generator = torch.Generator().manual_seed(cfg.seed * 7919 + step * 31 + accelerator.process_index)
+            # each image's own generator (object pick, latent sample, noise, timestep, prompt): the same draws
+            # whatever the number of processes, and again after a resume
+            first = (micro - 1) * cfg.batch_size + accelerator.process_index * per_process
+            generator = sample_generators(cfg.seed, first, len(batch["labels"]))
             with accelerator.accumulate(joint):
                 with accelerator.autocast():
                     terms = joint_step(models, batch, cfg, generator)

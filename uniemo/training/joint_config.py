@@ -113,6 +113,9 @@ class JointConfig:
     # accelerate trackers: tensorboard (event files in out_dir/logs/), any other accelerate tracker name, several
     # separated by commas, "all", or "none"
     report_to: str | None = "tensorboard"
+    # seconds a process waits at a collective (all-reduce, barrier, gather) before the run fails; long enough for
+    # the slowest work one process does alone (saving a checkpoint, a memory-bank update's share)
+    collective_timeout: int = 1800
     # Fraction of images whose diffusion prompt is "<emotion> {one of its objects}" instead of "<emotion>" alone
     # (ours, not the paper's: it teaches c to leave room for a noun, which transfer needs). 0 = the paper.
     object_prompt_fraction: float = 0.0

@@ -12,11 +12,12 @@ import json
 import logging
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from uniemo.config import config_to_dict, save_config
@@ -54,19 +55,20 @@ def flat_config(cfg) -> dict:
 
 
 def start_run(cfg, out_dir: str | Path, project: str) -> Accelerator:
-    """The accelerator for a run of ``cfg`` (its ``mixed_precision``, ``grad_accum_steps``, ``seed`` and
-    ``report_to``), with logging configured, every process seeded, and on the main process ``out_dir`` made,
-    ``config.yaml`` written (the resolved config) and the trackers started (TensorBoard by default: event files
-    under ``out_dir/logs/<project>/``; ``report_to=none`` for none).
+    """The accelerator for a run of ``cfg`` (its ``mixed_precision``, ``grad_accum_steps``, ``seed``,
+    ``collective_timeout`` and ``report_to``), with logging configured, every process seeded, and on the main
+    process ``out_dir`` made, ``config.yaml`` written (the resolved config) and the trackers started
+    (TensorBoard by default: event files under ``out_dir/logs/<project>/``; ``report_to=none`` for none).
 
     The scheduler is stepped once per optimizer step by the loops themselves (``step_scheduler_with_optimizer``
     off), so the schedule is the same whatever the number of processes.
     """
     out_dir = Path(out_dir)
     log_with = trackers_of(cfg.report_to)
+    timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.collective_timeout))
     accelerator = Accelerator(cpu=cpu_processes(), mixed_precision=mixed_precision_setting(cfg.mixed_precision),
                               gradient_accumulation_steps=cfg.grad_accum_steps, step_scheduler_with_optimizer=False,
-                              log_with=log_with,
+                              log_with=log_with, kwargs_handlers=[timeout],
                               project_config=ProjectConfiguration(project_dir=str(out_dir),
                                                                   logging_dir=str(out_dir / "logs")))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -151,6 +153,13 @@ class TrainingProgress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def sample_generators(seed: int, first: int, count: int) -> list[torch.Generator]:
+    """One CPU generator per sample of a micro-batch, seeded by the sample's number in the whole run (``first``:
+    micro-steps done × global batch + this process's offset in the global batch). A sample draws the same random
+    numbers (object pick, noise, timestep) whether one process or several share the batch."""
+    return [torch.Generator().manual_seed((seed * 1_000_003 + n) % 2**63) for n in range(first, first + count)]
 
 
 def backward_and_step(accelerator: Accelerator, loss, optimizer, scheduler, grad_clip: float) -> None:

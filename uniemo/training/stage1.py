@@ -26,7 +26,8 @@ from uniemo.metrics import classification_report
 from uniemo.model_folder import write_manifest
 from uniemo.training.checks import clip_identity
 from uniemo.training.run import (CheckpointSaver, MetricsLog, TrainingProgress, backward_and_step,
-                                 dataset_options, finish_run, loader_options, start_run)
+                                 dataset_options, finish_run, loader_options, sample_generators,
+                                 start_run)
 from uniemo.training.stage1_config import UnderstandingConfig
 from uniemo.training.utils import cosine_with_warmup, freeze_gradless
 
@@ -241,16 +242,19 @@ def run_stage1(cfg: UnderstandingConfig) -> dict:
     model.train()
     progress = TrainingProgress(accelerator, log, total_steps, step, "stage 1", cfg.log_every)
     while step < total_steps:
-        micro = step * cfg.grad_accum_steps
+        micro = step * cfg.grad_accum_steps  # micro-batches done
         epoch, start_batch = divmod(micro, sampler.batches_per_epoch)
         sampler.set_epoch(epoch, start_batch)
         train_aug.epoch = epoch
         for batch in train_loader:
+            micro += 1
             if batch is None:  # every image of this batch was unreadable (skip mode)
                 continue
             progress.skipped += batch["num_skipped"]
-            # one object per image per step, from an RNG tied to the step (reproducible across resumes)
-            generator = torch.Generator().manual_seed(cfg.seed * 7919 + step * 31 + accelerator.process_index)
+            # one object per image per step, from the image's own generator (reproducible across resumes and
+            # process counts)
+            first = (micro - 1) * cfg.batch_size + accelerator.process_index * per_process
+            generator = sample_generators(cfg.seed, first, len(batch["labels"]))
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     _, terms = understanding_losses(model, batch, targets, loss_cfg, generator, device)

@@ -67,6 +67,9 @@ class UnderstandingConfig:
     # accelerate trackers: tensorboard (event files in out_dir/logs/), any other accelerate tracker name, several
     # separated by commas, "all", or "none"
     report_to: str | None = "tensorboard"
+    # seconds a process waits at a collective (all-reduce, barrier, gather) before the run fails; long enough for
+    # the slowest work one process does alone (saving a checkpoint, a memory-bank update's share)
+    collective_timeout: int = 1800
 
     def validate(self) -> None:
         if not self.data.val_split:

@@ -65,18 +65,22 @@ def classifier_view(images01: torch.Tensor, config) -> torch.Tensor:
     return (x - mean) / std
 
 
-def joint_step(models: dict, batch: dict, cfg, generator: torch.Generator) -> dict[str, callable]:
+def joint_step(models: dict, batch: dict, cfg, generator: torch.Generator | list[torch.Generator]
+               ) -> dict[str, callable]:
     """The only place the understanding and generation halves meet.
 
     Args:
         models: ``joint`` (UnderstandingAndFusion, possibly DDP-wrapped), ``vae``, ``unet``, ``text_encoder``,
             ``tokenizer``, ``noise_scheduler``, ``placeholder_id``, ``attributes``, ``weight_dtype``.
         batch: ``pixel_values`` (B, 3, R, R) in [0, 1] at the diffusion resolution, ``labels``, attributes.
+        generator: one for the batch, or one per row (the training loop's: each sample's object pick, latent
+            sample, noise, timestep and prompt are then its own, whatever the split of the batch over processes).
     Returns:
         name -> zero-argument callable for each loss term (weight-0 terms are never evaluated).
     """
     joint = models["joint"]
     inner = getattr(joint, "module", joint)
+    per_row = isinstance(generator, (list, tuple))
     device = batch["pixel_values"].device
     images = batch["pixel_values"]
     labels = batch["labels"].to(device)
@@ -128,20 +132,28 @@ def joint_step(models: dict, batch: dict, cfg, generator: torch.Generator) -> di
             if not bool(real.any()):  # zero gradients still reach every trainable parameter (DDP needs them)
                 return (condition.sum() + sum(p.sum() for p in unet.parameters() if p.requires_grad)) * 0.0
             pixels, cond = images[real], condition[real]  # (B_real, ...)
+        rows = real.nonzero().flatten().tolist() if real is not None else list(range(len(images)))
+        row_generators = [generator[i] for i in rows] if per_row else None
         with torch.no_grad():
             # Convert images to latent space (frozen VAE)
-            latents = vae.encode((pixels * 2 - 1).to(wd)).latent_dist.sample(generator=None)
+            latents = vae.encode((pixels * 2 - 1).to(wd)).latent_dist.sample(generator=row_generators)
             latents = latents * vae.config.scaling_factor
         # Sample noise and a random timestep per image, and add the noise (forward diffusion)
-        noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(device)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+        num_timesteps = scheduler.config.num_train_timesteps
+        if per_row:  # each image draws from its own generator: the same numbers whatever the process count
+            noise = torch.stack([torch.randn(latents.shape[1:], generator=g, dtype=latents.dtype)
+                                 for g in row_generators]).to(device)
+            timesteps = torch.cat([torch.randint(0, num_timesteps, (1,), generator=g) for g in row_generators])
+        else:
+            noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(device)
+            timesteps = torch.randint(0, num_timesteps, (latents.shape[0],), generator=generator)
         timesteps = timesteps.to(device)
         noisy_latents = scheduler.add_noise(latents, noise, timesteps)
         # The condition enters through the placeholder token, per sample and differentiably
         prompts = models["prompt"]
         if cfg.object_prompt_fraction > 0:
-            rows = real.nonzero().flatten().tolist() if real is not None else range(len(images))
-            draws = torch.rand(len(rows), generator=generator).tolist()
+            draws = ([float(torch.rand(1, generator=g)) for g in row_generators] if per_row
+                     else torch.rand(len(rows), generator=generator).tolist())
             prompts = [f"{models['prompt']} {batch['objects'][i][0]}"
                        if batch["objects"][i] and u < cfg.object_prompt_fraction else models["prompt"]
                        for i, u in zip(rows, draws)]
