@@ -42,11 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
-import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +50,6 @@ from uniemo.benchmarks.report import render_table, update_readme
 from uniemo.benchmarks.settings import BenchmarkSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _environment() -> dict[str, Any]:
-    import diffusers
-    import torch
-    import transformers
-
-    return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "diffusers": diffusers.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,56 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every measurement, write the JSON (and the README table). Returns the results."""
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
     if args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers and diffusers are imported
+    from uniemo.benchmarks.suite import run_benchmarks
+
     settings = BenchmarkSettings.quick() if args.quick else BenchmarkSettings.full()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return _run(args, argv, settings)
-    finally:
-        torch.set_num_threads(previous_threads)  # main() is also called inside test processes
-
-
-def _run(args: argparse.Namespace, argv: list[str] | None, settings: BenchmarkSettings) -> dict[str, Any]:
-    import torch
-
-    from uniemo.benchmarks.demo import bench_demo
-    from uniemo.benchmarks.generation import bench_generation
-    from uniemo.benchmarks.training import bench_memory, bench_training
-    from uniemo.benchmarks.understanding import bench_understanding
-
-    start = time.perf_counter()
-    results: dict[str, Any] = {
-        "command": "python eval/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "quick": args.quick,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "environment": _environment(),
-        "timing_method": ("warm-up call(s), then interleaved rounds with alternating order; medians of seconds, "
-                          "ratios = median of per-round ratios; gc.collect() before every timed call"),
-    }
-    with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
-        torch.manual_seed(0)
-        sections = {"understanding": lambda: bench_understanding(settings),
-                    "generation": lambda: bench_generation(settings),
-                    "training": lambda: bench_training(settings),
-                    "memory": lambda: bench_memory(settings),
-                    "demo": lambda: bench_demo(settings, ROOT / "assets", Path(tmp))}
-        for name, run in sections.items():
-            section_start = time.perf_counter()
-            results[name] = run()
-            results[name]["elapsed_s"] = round(time.perf_counter() - section_start, 1)
-    results["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["checks"] = {
-        "understanding_within_15_percent_of_ideal": results["understanding"]["within_15_percent"],
-        "generation_at_most_1_05_of_stock": results["generation"]["at_most_1_05"],
-        "frozen_module_grad_bytes_zero": results["memory"]["frozen_grad_bytes_is_zero"],
-        "batching_raises_per_image_throughput": results["training"]["per_image_speedup"] > 1,
-    }
-    results["elapsed_seconds"] = round(time.perf_counter() - start, 1)
+    command = "python eval/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = run_benchmarks(settings, ROOT / "assets", command.strip(), args.quick, args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

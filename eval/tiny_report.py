@@ -10,11 +10,12 @@ What it measures:
 3. ``transfer(emotion, noun)`` images showing the requested object, judged by the tiny CLIP zero-shot over
    the object names (texts ``--judge-template``: the bare names by default, "a {}" for a CLIP trained on them);
    for scale, the same judge on real test images (does it name one of the image's objects) and on
-   ``neutral(noun)``, the plain tiny SD prompted with the noun alone (the ceiling transfer works under);
+   ``neutral(noun)``, the plain tiny SD prompted with the noun alone (the ceiling transfer works under); the
+   judge is ``uniemo.tiny_judges.TinyClipJudge``;
 4. load time and the latency of classify / generate / transfer / fuse on this machine.
 
-    python eval/tiny_report.py --model assets/uniemo-tiny --data-root runs/tiny-world/emoshapes \
-        --no-queries runs/tiny-world/stage1-no-queries/final --out assets/uniemo-tiny/report.json \
+    python eval/tiny_report.py --model assets/uniemo-tiny --data-root runs/tiny-world/emoshapes \\
+        --no-queries runs/tiny-world/stage1-no-queries/final --out assets/uniemo-tiny/report.json \\
         --figure assets/uniemo_tiny.png
 """
 
@@ -27,44 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-
-class TinyClipJudge:
-    """The tiny CLIP as a judge of generated images: their embeddings (for the emotion probe) and, zero-shot, the
-    object name whose text ``template.format(name)`` lies closest to each image."""
-
-    def __init__(self, clip_dir, objects, template: str):
-        import torch
-        import torch.nn.functional as F
-        from transformers import CLIPModel, CLIPTokenizer
-
-        from uniemo.constants import CLIP_MEAN, CLIP_STD
-
-        if "{}" not in template:
-            raise ValueError(f"the judge's template needs a {{}} for the object name, got {template!r}")
-        self.clip = CLIPModel.from_pretrained(clip_dir).eval()
-        self.size = self.clip.config.vision_config.image_size
-        self.mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-        tokens = CLIPTokenizer.from_pretrained(clip_dir)([template.format(o.replace("_", " ")) for o in objects],
-                                                         padding=True, return_tensors="pt")
-        with torch.no_grad():
-            self.text = F.normalize(self.clip.get_text_features(**tokens).pooler_output, dim=-1)
-
-    def embed(self, images):
-        """L2-normalised CLIP image embeddings of PIL images, resized to the CLIP's input size."""
-        import numpy as np
-        import torch
-        from PIL import Image
-
-        from uniemo.probe import clip_image_embeddings
-
-        x = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((self.size, self.size),
-                         Image.BICUBIC)).copy()).permute(2, 0, 1) for im in images]).float() / 255
-        return clip_image_embeddings(self.clip, (x - self.mean) / self.std)
-
-    def __call__(self, images):
-        """The index of the object name the tiny CLIP finds closest to each image."""
-        return (self.embed(images) @ self.text.t()).argmax(1)
+README_START, README_END = "<!-- tiny-report:start -->", "<!-- tiny-report:end -->"
 
 
 def parse_args(argv):
@@ -77,7 +41,8 @@ def parse_args(argv):
     p.add_argument("--per-emotion", type=int, default=16, help="generated images per emotion (fixed seeds)")
     p.add_argument("--transfer-seeds", type=int, default=4, help="seeds per (emotion, noun) for transfer")
     p.add_argument("--judge-template", default="{}",
-                   help='zero-shot text per object name ({} = the name; "a {}" suits a CLIP trained on short texts)')
+                   help='zero-shot text per object name ({} = the name; "a {}" suits a CLIP trained on short '
+                        'texts)')
     p.add_argument("--out", default=None, help="report JSON (default: <model>/report.json)")
     p.add_argument("--figure", default=None, help="README figure PNG: EmoShapes samples and generated images")
     p.add_argument("--readme", default=None, help="a README whose tiny-report block to regenerate")
@@ -86,9 +51,6 @@ def parse_args(argv):
                    help="first seed of the transfer images (default: --seed); other seeds than the ones a sampler "
                         "setting such as noun_guidance_scale was chosen on")
     return p.parse_args(argv)
-
-
-README_START, README_END = "<!-- tiny-report:start -->", "<!-- tiny-report:end -->"
 
 
 def render_markdown(report: dict) -> str:
@@ -143,8 +105,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from uniemo import UniEmoPipeline
-    from uniemo.probe import EmotionProbe
     from uniemo.data import build_dataset
+    from uniemo.data.emoshapes import CELLS_OF, OBJECT_GROUP_OF
+    from uniemo.figures import real_and_generated_grid
+    from uniemo.probe import EmotionProbe
+    from uniemo.tiny_judges import TinyClipJudge
     from uniemo.understanding_eval import evaluate
 
     model_dir = Path(args.model)
@@ -220,8 +185,6 @@ def main(argv: list[str] | None = None) -> dict:
     # EmoShapes' rule decides an image's emotion from its scene and main object: an image that shows the noun can
     # carry the target emotion only when some scene makes (scene, noun) that emotion, which is so for half the
     # pairs (each emotion fills two of the table's four object columns). The emotion is scored on both halves.
-    from uniemo.data.emoshapes import CELLS_OF, OBJECT_GROUP_OF
-
     def feasible(e: str, noun: str) -> bool:
         return any(og == OBJECT_GROUP_OF.get(noun) for _, og in CELLS_OF.get(e, ()))
 
@@ -280,42 +243,21 @@ def main(argv: list[str] | None = None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     if args.figure:
-        write_figure(Path(args.figure), test_set, generated, emotions)
+        real_and_generated_grid(args.figure, first_images(test_set, emotions, 3), generated, emotions)
     if args.readme:
         update_readme(Path(args.readme), render_markdown(report))
     print(json.dumps({k: report[k] for k in ("classification", "generation", "transfer")}, indent=1)[:2000])
     return report
 
 
-def write_figure(path: Path, test_set, generated: dict, emotions) -> None:
-    """Two rows per emotion column: real EmoShapes samples on top, generated images below (upscaled 3x)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def first_images(dataset, emotions, n: int) -> dict[str, list]:
+    """The first ``n`` images of each emotion in ``dataset`` (the real row of the README figure)."""
     real = {e: [] for e in emotions}
-    for i in range(len(test_set)):
-        entry = test_set.entries[i]
+    for i, entry in enumerate(dataset.entries):
         e = emotions[entry.label]
-        if len(real[e]) < 3:
-            real[e].append(test_set[i]["pixel_values"])
-    rows = 6
-    fig, axes = plt.subplots(rows, len(emotions), figsize=(len(emotions) * 1.3, rows * 1.35))
-    for c, e in enumerate(emotions):
-        column = real[e][:3] + generated[e][:3]
-        for r in range(rows):
-            ax = axes[r, c]
-            ax.imshow(column[r].resize((96, 96)))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(e, fontsize=8)
-            if c == 0:
-                ax.set_ylabel("EmoShapes" if r < 3 else "UniEmo-Tiny", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+        if len(real[e]) < n:
+            real[e].append(dataset[i]["pixel_values"])
+    return real
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ can be fetched here), each labelled in the report:
   real EmoShapes val split per emotion;
 - LPIPS with lpips' linear layers on a random AlexNet trunk (``lpips_random_trunk``);
 - Emo-A with a one-layer probe on tiny-CLIP embeddings of the EmoShapes training split, trained here
-  (``uniemo.probe.train_probe``, as train/probe.py ``probe_layers=1`` trains it);
+  (``uniemo.tiny_judges.train_emo_a_probe``, as train/probe.py ``probe_layers=1`` trains it);
 - Sem-C as the CLIP zero-shot variant over the attribute base; Sem-D on tiny-CLIP embeddings.
 
 The generations (``--per-emotion`` fixed seeds per emotion) and, for scale, as many real EmoShapes test images
@@ -60,26 +60,6 @@ def export_real(data_root: Path, split: str, per_emotion: int, out: Path, emotio
     return out
 
 
-def train_emo_a_probe(data_root: Path, clip: Path, out: Path, seed: int, epochs: int = 60) -> Path:
-    """The Emo-A scorer: a one-layer probe on the tiny CLIP's embeddings of the EmoShapes training split, with
-    train/probe.py's tiny preset (lr 2e-2, batch 64); written to ``out/probe/`` (what ``--emo-probe`` reads)."""
-    import torch
-
-    from uniemo.clip import load_clip
-    from uniemo.data import build_dataset
-    from uniemo.probe import EmotionProbeConfig, train_probe
-    from uniemo.scoring import ImageScorer
-
-    train_set = build_dataset("emoshapes", data_root, "train")
-    embeds = ImageScorer(*load_clip(str(clip)), batch_size=64).embed([e.path for e in train_set.entries])
-    labels = torch.tensor([e.label for e in train_set.entries])
-    config = EmotionProbeConfig(embed_dim=embeds.shape[1], num_classes=len(train_set.labels), layers=1,
-                                emotions=tuple(train_set.labels))
-    probe = train_probe(embeds, labels, config, epochs=epochs, lr=2e-2, batch_size=64, seed=seed)
-    probe.save_pretrained(out / "probe")
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
 
@@ -87,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     from uniemo.generation_scores import score_folder
     from uniemo.pipeline import UniEmoPipeline
     from uniemo.score_settings import ScoreSettings
+    from uniemo.tiny_judges import train_emo_a_probe
 
     model, root, work = Path(args.model), Path(args.data_root), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

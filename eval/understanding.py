@@ -39,7 +39,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # Kept in step with uniemo.data.DATASET_NAMES (a test checks it); importing that package here would load torch.
 DATASETS: tuple[str, ...] = ("emoset", "emoshapes", "fi", "emotionroi", "twitter1", "twitter2", "folder")
@@ -69,54 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plot_confusion_matrix(
-    cm: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str
-) -> Path:
-    """Row-normalised confusion matrix as a PNG: colour = fraction of the true class, text = counts.
-
-    Args:
-        cm: (C, C) counts, row = true class, column = predicted class.
-        labels: the C class names.
-        path: the PNG to write (parent folders are created).
-        title: the figure title.
-
-    Returns:
-        ``path``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.pyplot as plt
-    import torch
-
-    from uniemo.metrics import normalize_confusion
-
-    counts = torch.as_tensor(cm, dtype=torch.long)
-    fractions = normalize_confusion(counts)
-    C = len(labels)
-    side = max(3.5, 0.55 * C + 2.0)
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
-    image = ax.imshow(fractions.numpy(), cmap=matplotlib.colormaps["Blues"], vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    ax.set_xticks(range(C), labels=list(labels), rotation=45, ha="right")
-    ax.set_yticks(range(C), labels=list(labels))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for i in range(C):
-        for j in range(C):
-            # white text on dark cells so the count stays readable
-            colour = "white" if fractions[i, j] > 0.5 else "black"
-            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", color=colour, fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-
-
 def _default_out(args: argparse.Namespace, fold: int | None) -> Path:
     if args.all_folds:
         suffix = "_folds"
@@ -134,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Evaluate a classifier on a dataset split. Returns the result dict (also written as JSON)."""
     args = build_parser().parse_args(argv)
 
+    from uniemo.figures import plot_confusion_matrix
     from uniemo.understanding_eval import check_request, evaluate, make_accelerator
 
     check_request(args.dataset, args.fold, args.all_folds, args.batch_size, args.num_workers)

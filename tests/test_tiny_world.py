@@ -66,7 +66,7 @@ def test_bundle_generates_its_emotions_and_transfers_its_nouns(bundle):
     a slice of it (64 transfer images at seed 100, four emotions per noun; 32 generations), so that a change
     which breaks what the bundle draws fails here.
     """
-    from eval.tiny_report import TinyClipJudge
+    from uniemo.tiny_judges import TinyClipJudge
 
     objects = list(bundle.attributes.objects)
     judge = TinyClipJudge(BUNDLE / "clip", objects, "a {}")  # the report's judge and template

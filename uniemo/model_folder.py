@@ -25,6 +25,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import ModelCard, ModelCardData
+
+from uniemo.constants import NEUTRAL_NOUNS
+from uniemo.training.checks import looks_like_hub_id
+
 FORMAT_VERSION = 1
 MANIFEST = "uniemo.json"
 MODEL_CARD = "README.md"
@@ -137,8 +142,6 @@ def is_complete(info: Mapping[str, Any]) -> bool:
 def hub_bases(info: Mapping[str, Any]) -> list[str]:
     """The Hub repo ids among the bases the descriptor records (``base_models``, ``clip``, ``diffusion``); local
     folders and files are not Hub models."""
-    from uniemo.training.checks import looks_like_hub_id
-
     values = [*dict(info.get("base_models") or {}).values(), info.get("clip"), info.get("diffusion")]
     return list(dict.fromkeys(v for v in values if isinstance(v, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", v)
                               and looks_like_hub_id(v)))
@@ -154,8 +157,6 @@ def dataset_name(info: Mapping[str, Any]) -> str | None:
 
 def card_data(info: Mapping[str, Any], tags: Sequence[str] = (), datasets: Sequence[str] = ()):
     """The front matter (``huggingface_hub.ModelCardData``)."""
-    from huggingface_hub import ModelCardData
-
     complete = is_complete(info)
     derived_tags = list(DERIVED_TAGS if complete else DERIVED_TAGS[:3])
     dataset = dataset_name(info)
@@ -174,8 +175,6 @@ def model_card(info: Mapping[str, Any], *, name: str, title: str | None = None, 
                sections: Sequence[str] = (), tags: Sequence[str] = (), datasets: Sequence[str] = (),
                metrics: Mapping[str, Any] | None = None):
     """The model card (``huggingface_hub.ModelCard``) of a folder with descriptor ``info`` (``write_manifest``)."""
-    from huggingface_hub import ModelCard
-
     complete = is_complete(info)
     if title is None:
         title = DERIVED_TITLES[0] if complete else DERIVED_TITLES[1]
@@ -219,8 +218,6 @@ def _describe(info: Mapping[str, Any]) -> str:
 
 def _public(value: Any) -> str:
     """A base as a card may name it: a Hub id as a link, a local path by its last part only."""
-    from uniemo.training.checks import looks_like_hub_id
-
     text = str(value)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", text) and looks_like_hub_id(text):
         return f"[{text}](https://huggingface.co/{text})"
@@ -236,8 +233,6 @@ def _usage(info: Mapping[str, Any], name: str) -> str:
         return ("```python\nfrom uniemo.classifier import EmoClassifier\n\n"
                 f'model = EmoClassifier.from_pretrained("{name}/classifier")\n```\n\n'
                 f"```bash\npython eval/understanding.py --model {name} --dataset emoset --data-root DATA\n```")
-    from uniemo.constants import NEUTRAL_NOUNS
-
     noun = (list(info.get("transfer_nouns") or []) or list(NEUTRAL_NOUNS))[0]
     return ("```python\nfrom uniemo import UniEmoPipeline\n\n"
             f'pipe = UniEmoPipeline.from_pretrained("{name}")\n'
@@ -279,8 +274,6 @@ def kept_card(folder: str | os.PathLike | None) -> dict[str, Any]:
     is all its own text after the title."""
     if folder is None or not (Path(folder) / MODEL_CARD).is_file():
         return {}
-    from huggingface_hub import ModelCard
-
     raw = (Path(folder) / MODEL_CARD).read_text(encoding="utf-8")
     try:
         card = ModelCard(raw)

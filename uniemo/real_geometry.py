@@ -25,19 +25,19 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
 
-if TYPE_CHECKING:
-    from diffusers import StableDiffusionPipeline
-
-    from uniemo.attributes import AttributeTargets
-    from uniemo.classifier import EmoClassifier, EmoClassifierConfig
-    from uniemo.correlation import CorrelationTable
-    from uniemo.emotion_space import EmotionSpace
-    from uniemo.fusion import EmoFusion
-    from uniemo.pipeline import UniEmoPipeline
+from uniemo.attributes import AttributeTargets
+from uniemo.classifier import EmoClassifier, EmoClassifierConfig
+from uniemo.correlation import CorrelationTable
+from uniemo.diffusion import add_placeholder_token, build_clip_bpe_tokenizer
+from uniemo.emotion_space import KINDS, EmotionSpace
+from uniemo.fusion import EmoFusion, EmoFusionConfig
+from uniemo.pipeline import UniEmoPipeline
 
 SD15_RESOLUTION = 512  # pixels; the UNet works on 64x64 latents (the VAE downsamples by 8)
 
@@ -104,11 +104,6 @@ def build_sd15_pipeline(seed: int = 0, layers_per_block: int = 2,
     Returns:
         A float32 ``StableDiffusionPipeline`` without safety checker (about 1.07 B parameters, 4.3 GB).
     """
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from uniemo.diffusion import build_clip_bpe_tokenizer
-
     with _seeded(seed, device):
         unet = UNet2DConditionModel(**sd15_unet_config(layers_per_block))
     with _seeded(seed + 1, device):
@@ -124,8 +119,6 @@ def build_sd15_pipeline(seed: int = 0, layers_per_block: int = 2,
 def build_classifier(preset: str = "vit-l-14", seed: int = 0, device: str | torch.device | None = None,
                      variant: str = "paper", **overrides) -> EmoClassifier:
     """``EmoClassifier`` at a preset's geometry (``EmoClassifierConfig.from_preset``), random weights."""
-    from uniemo.classifier import EmoClassifier, EmoClassifierConfig
-
     config = EmoClassifierConfig.from_preset(preset, variant=variant, **overrides)
     with _seeded(seed, device):
         return EmoClassifier(config)
@@ -140,8 +133,6 @@ def build_vit_l14_classifier(seed: int = 0, device: str | torch.device | None = 
 def build_fusion(classifier_config: EmoClassifierConfig, text_width: int = 768, hidden_size: int = 1024,
                  seed: int = 0, device: str | torch.device | None = None) -> EmoFusion:
     """``EmoFusion`` from the classifier's width to the diffusion text width (768 for SD 1.5), random weights."""
-    from uniemo.fusion import EmoFusion, EmoFusionConfig
-
     config = EmoFusionConfig(vision_width=classifier_config.width, hidden_size=hidden_size, text_width=text_width,
                              num_classes=classifier_config.num_classes, emotions=classifier_config.emotions)
     with _seeded(seed, device):
@@ -163,8 +154,6 @@ class UniEmoParts:
     def pipeline(self, resolution: int = SD15_RESOLUTION, info: dict | None = None) -> UniEmoPipeline:
         """The parts as a ``UniEmoPipeline`` (it puts the classifier and fusion in eval mode and switches the SD
         pipeline's sampler to its default, UniPC)."""
-        from uniemo.pipeline import UniEmoPipeline
-
         return UniEmoPipeline(self.classifier, self.fusion, self.emotion_space, self.attributes, self.sd,
                               self.placeholder_id, self.correlation, resolution=resolution,
                               info={"name": "random weights", **(info or {})})
@@ -179,11 +168,6 @@ def random_uniemo_parts(classifier: EmoClassifier, fusion: EmoFusion, sd: Stable
     scene and ``num_objects`` object names with random unit text embeddings (including the released code's
     dummy texts) and a random α table over it.
     """
-    from uniemo.attributes import AttributeTargets
-    from uniemo.correlation import CorrelationTable
-    from uniemo.diffusion import add_placeholder_token
-    from uniemo.emotion_space import KINDS, EmotionSpace
-
     config = classifier.config
     emotions, dim = tuple(config.emotions), config.proj_dim
     placeholder_id = add_placeholder_token(sd.tokenizer, sd.text_encoder)

@@ -9,7 +9,8 @@ One module per measurement, each returning a JSON-able dict of seconds, ratios a
     demo            classify and generate on UniEmo-Tiny as the demo's pages do, against the bare forward and
                     the stock pipeline
 
-``settings`` holds the sizes (``BenchmarkSettings.full()`` / ``quick()``) and the targets, ``timing`` the
-interleaved rounds every ratio comes from, ``random_model`` the random-weight UniEmo they run on, and
-``report`` the README table. Light modules (``settings``, ``report``) import no torch.
+``suite`` runs them all and records the machine, ``settings`` holds the sizes (``BenchmarkSettings.full()`` /
+``quick()``) and the targets, ``timing`` the interleaved rounds every ratio comes from, ``random_model`` the
+random-weight UniEmo they run on, and ``report`` the README table. Light modules (``settings``, ``report``)
+import no torch.
 """

@@ -57,7 +57,8 @@ def bench_demo(settings: BenchmarkSettings, assets: Path, work_dir: Path) -> dic
     """classify against the bare classifier forward, generate against the stock SD pipeline.
 
     Args:
-        settings: ``demo_steps`` (``None``: the model's default steps) and ``demo_rounds``.
+        settings: ``demo_steps`` (``None``: the model's default steps), ``demo_rounds`` (generate) and
+            ``demo_classify_rounds`` (classify).
         assets: the folder holding ``uniemo-tiny/`` and ``examples/`` (the repository's ``assets/``).
         work_dir: a scratch folder.
     """
@@ -85,14 +86,14 @@ def bench_demo(settings: BenchmarkSettings, assets: Path, work_dir: Path) -> dic
                        num_images_per_prompt=n, generator=generators, output_type="pil").images
 
     understand = interleaved({"bare_classifier_forward": bare_forward, "classify": classify},
-                             settings.demo_rounds, settings.warmup)
+                             settings.demo_classify_rounds, settings.warmup)
     create = interleaved({"stock_sd": stock, "generate": generate}, settings.demo_rounds, settings.warmup)
     return {
         "model": source, "entry_points": "UniEmoPipeline.classify / generate (what the demo's handlers call)",
         "image": image_path.name,
         "generate_settings": {"emotion": emotion, "num_images": n, "steps": steps, "guidance_scale": guidance,
                               "size": size, "scheduler": type(pipe.sd.scheduler).__name__},
-        "rounds": settings.demo_rounds,
+        "rounds": settings.demo_rounds, "classify_rounds": settings.demo_classify_rounds,
         "seconds": {k: summary(v) for k, v in {**understand, **create}.items()},
         "classify_ratio_vs_bare_forward": round(paired_ratio(understand, "classify", "bare_classifier_forward"),
                                                 4),

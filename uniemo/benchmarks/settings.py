@@ -39,7 +39,8 @@ class BenchmarkSettings:
     train_rounds: int = 7
     # demo
     demo_steps: int | None = None  # None: the model's default steps (what the demo starts with for UniEmo-Tiny)
-    demo_rounds: int = 5
+    demo_rounds: int = 5  # generate against the stock pipeline (seconds a call)
+    demo_classify_rounds: int = 25  # classify against the bare forward (milliseconds a call: cheap rounds)
     warmup: int = 1
 
     @classmethod
@@ -55,5 +56,5 @@ class BenchmarkSettings:
             understanding_batches=(1, 4), understanding_rounds=(3, 3), breakdown_batch=2, breakdown_repeats=1,
             sd=dict(image_size=32), generation_steps=2, generation_rounds=3,
             train_classifier={}, train_sd={}, train_fusion_hidden=64, train_batches=(1, 4), train_rounds=3,
-            demo_steps=2, demo_rounds=3,
+            demo_steps=2, demo_rounds=3, demo_classify_rounds=3,
         )

@@ -22,6 +22,7 @@ from uniemo.benchmarks.random_model import build_random_pipeline
 from uniemo.benchmarks.settings import FROZEN_GROUPS, BenchmarkSettings
 from uniemo.benchmarks.timing import interleaved, summary
 from uniemo.classifier import EmoClassifierConfig
+from uniemo.constants import PLACEHOLDER_TOKEN
 from uniemo.diffusion import TinySDConfig, build_tiny_stable_diffusion
 from uniemo.losses import weighted_sum
 from uniemo.training.joint_config import JointLossConfig, JointModelConfig, JointOptimConfig
@@ -59,7 +60,7 @@ class TrainingRig:
         self.models = {"joint": joint, "vae": sd.vae, "unet": sd.unet, "text_encoder": sd.text_encoder,
                        "tokenizer": sd.tokenizer, "placeholder_id": pipe.placeholder_id,
                        "noise_scheduler": DDPMScheduler.from_config(sd.scheduler.config),
-                       "attributes": pipe.attributes, "weight_dtype": torch.float32, "prompt": "<emotion>"}
+                       "attributes": pipe.attributes, "weight_dtype": torch.float32, "prompt": PLACEHOLDER_TOKEN}
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
         backbone = [p for _, p in classifier.parameter_groups()["backbone"]]
         self.frozen_groups: dict[str, list] = {
