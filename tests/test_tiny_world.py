@@ -141,7 +141,8 @@ def test_smoke_build_from_nothing(tmp_path):
 
 
 def test_step_signatures_follow_what_each_step_reads():
-    from train.tiny_world import Config, step_signatures
+    from train.tiny_world import step_signatures
+    from uniemo.training.tiny_world_config import TinyWorldConfig as Config
     from uniemo.config import merge_into
 
     base = step_signatures(Config())
