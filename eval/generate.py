@@ -11,9 +11,15 @@ its own fixed seed, so any subset can be regenerated alone and an interrupted ru
 
 Usage:
     python eval/generate.py --model assets/uniemo-tiny --out runs/gen-tiny --per-emotion 100
-    python eval/generate.py --model runs/joint/final --out runs/gen --per-emotion 1000 --device cuda \\
+    python eval/generate.py --model runs/joint/final --out runs/gen --per-emotion 1000 --device cuda --dtype fp16 \\
         --transfer-nouns bench,book,cup,lamp,room,sofa,street --fusion-pairs amusement:fear,awe:sadness
-    python eval/generate.py ... --emotions awe,fear          # a subset, e.g. one emotion per GPU
+    accelerate launch --num_processes 8 eval/generate.py --model runs/joint/final --out runs/gen --dtype fp16
+    accelerate launch --num_processes 2 --cpu eval/generate.py --model assets/uniemo-tiny --out runs/gen-tiny
+    python eval/generate.py ... --emotions awe,fear          # a subset
+
+Under ``accelerate launch`` (or ``torchrun``) the processes share the pipeline calls, each on its own device
+(``--device`` is then ignored), and write the same images, seeds and manifest as one process would; a killed
+run, started again with the same command, makes only the images it lacks.
 
 Writes to ``--out``:
     <emotion>/<emotion>_<i:04d>.png                               the generation set (what FID etc. score)
@@ -54,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fusion-pairs", default="", help="comma-separated a:b emotion pairs for the fusion set")
     parser.add_argument("--fusion-weights", default="0,0.5,1", help="weights w of emotion a (default 0,0.5,1)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per pipeline call (1-16)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="one process: where to run (several processes: each its own device)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"),
+                        help="weights and activations (default fp32; fp16 or bf16 on a GPU)")
     parser.add_argument("--overwrite", action="store_true", help="regenerate images that already exist")
     parser.add_argument("--safety-checker", action="store_true",
                         help="run Stable Diffusion's safety checker (off by default, as in the authors' evaluation); "
@@ -92,12 +101,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     pairs, weights = parse_pairs(args.fusion_pairs), parse_weights(args.fusion_weights)
 
+    from uniemo.distributed import process_state
     from uniemo.generation_plan import check_request, generate_folder
     from uniemo.pipeline import UniEmoPipeline
 
     check_request(args.per_emotion, args.batch_size, pairs, weights)  # before the model loads
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    pipe = UniEmoPipeline.from_pretrained(args.model, device=args.device, safety_checker=args.safety_checker)
+    state = process_state()  # several processes: each on its own device (cuda:<local rank>, or the CPU)
+    device = state.device if state.num_processes > 1 else args.device
+    pipe = UniEmoPipeline.from_pretrained(args.model, device=device, dtype=args.dtype,
+                                          safety_checker=args.safety_checker)
     return generate_folder(pipe, args.out, model=args.model, per_emotion=args.per_emotion, seed=args.seed,
                            steps=args.steps, guidance=args.guidance, scheduler=args.scheduler, size=args.size,
                            emotions=split_list(args.emotions), transfer_nouns=split_list(args.transfer_nouns),

@@ -278,7 +278,9 @@ def test_generate_then_score_on_the_tiny_model(tiny_model_dir, tiny_correlation_
     pipe = UniEmoPipeline.from_pretrained(tiny_model_dir)
     pipe.set_scheduler("ddim")
     alone = pipe.generate("fear", num_images=1, seed=3 + 1000 * emotions.index("fear") + 1, num_inference_steps=2)[0]
-    assert np.array_equal(np.asarray(alone), np.asarray(Image.open(out / "fear" / "fear_0001.png").convert("RGB")))
+    batched = np.asarray(Image.open(out / "fear" / "fear_0001.png").convert("RGB")).astype(int)
+    print("max pixel difference, alone against in its batch:", np.abs(np.asarray(alone).astype(int) - batched).max())
+    assert np.abs(np.asarray(alone).astype(int) - batched).max() <= 1  # a batched matmul may round differently
     assert generate.main(args)["generated_now"] == 0  # resumable: nothing left to do
     with pytest.raises(ValueError, match="other settings"):
         generate.main(args[:-2] + ["--steps", "3"])

@@ -7,14 +7,32 @@ same way whoever computes it, so 1, 2 or 8 processes return the same list, eleme
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
+
+
+def cpu_processes() -> bool:
+    """True when this is one of several processes (``torchrun``, ``accelerate launch``) on a machine without CUDA.
+
+    accelerate forms a gloo process group on the CPU only when told ``cpu=True`` (``accelerate launch --cpu``
+    says so through ``ACCELERATE_USE_CPU``; ``torchrun`` does not). Without it every process would train the
+    whole run alone and all of them would write the same run folder.
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def process_state() -> PartialState:
+    """This process's place among those of ``accelerate launch`` / ``torchrun`` (a gloo group on the CPU when there
+    is no GPU), or the only process."""
+    return PartialState(cpu=cpu_processes())
 
 
 def chunked(items: Sequence[T], size: int) -> list[list[T]]:
@@ -32,7 +50,7 @@ def map_chunks(chunks: Sequence[Any], fn: Callable[[Any], Any], desc: str | None
     Every process must call it with the same ``chunks`` (it is collective). ``fn``'s results travel by pickling:
     return CPU tensors, numbers or lists, not CUDA tensors.
     """
-    state = state or PartialState()
+    state = state or process_state()
     indexed = list(enumerate(chunks))
     if state.num_processes == 1:
         return [fn(c) for _, c in tqdm(indexed, desc=desc, disable=desc is None)]

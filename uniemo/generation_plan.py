@@ -7,7 +7,9 @@ stopped (existing files are kept unless ``overwrite``):
     transfer image i of (noun, e) uses the same seed as generate image i of e (same condition, new prompt)
     fusion image i of (a, b, w)   uses seed S + 1000 · index(a) + i (c(b) draws from seed + 1_000_003)
 
-``generate_folder(pipe, out, ...)`` writes:
+``generate_folder(pipe, out, ...)`` writes (run it under ``accelerate launch`` or ``torchrun`` and the processes
+share the pipeline calls; the images are the same whatever their number, and the main process alone writes the
+records):
 
     <emotion>/<emotion>_<i:04d>.png                               the generation set (what FID etc. score)
     transfer/<noun>/<emotion>/<emotion>_<i:04d>.png               with transfer nouns
@@ -22,19 +24,23 @@ eval/tiny_scores.py; each loads the pipeline itself and passes it in.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from PIL import Image
 
 from uniemo.data.feedback import MANIFEST_NAME
+from uniemo.distributed import map_chunks, process_state
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +120,44 @@ def render(pipe, batch: list[dict[str, Any]], settings: dict[str, Any]) -> list:
     return pipe.fuse(a, b, weight=first["weight"], **common)
 
 
+def complete_image(path: Path) -> bool:
+    """True when ``path`` holds a whole image (a resumed run keeps it; a missing or cut-off file is redone)."""
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def save_atomically(image, path: Path) -> None:
+    """Write the PNG beside its place and move it there: a run killed mid-write leaves no cut-off image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    image.save(partial, format="PNG")
+    os.replace(partial, path)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+@contextmanager
+def folder_lock(folder: Path):
+    """An exclusive lock on ``folder``'s records (``fcntl.flock`` on a lock file): runs writing into one folder
+    update the manifest one after the other."""
+    with open(folder / ".records.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
     """path -> record of an existing manifest (paths as written, relative to its folder)."""
     if not path.is_file():
@@ -171,6 +215,7 @@ def generate_folder(pipe, out: str | Path, model: str, per_emotion: int = 100, s
         The content of generation.json.
     """
     t0 = time.time()
+    state = process_state()  # one process, or one of those of accelerate launch / torchrun
     model_emotions = tuple(pipe.emotions)
     chosen = list(emotions) if emotions else list(model_emotions)
     check_request(per_emotion, batch_size, fusion_pairs, fusion_weights)
@@ -185,7 +230,9 @@ def generate_folder(pipe, out: str | Path, model: str, per_emotion: int = 100, s
                 "scheduler": scheduler, "size": size or pipe.resolution}
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
     info_path = out / GENERATION_NAME
     if info_path.is_file():
         previous = json.loads(info_path.read_text())
@@ -195,23 +242,40 @@ def generate_folder(pipe, out: str | Path, model: str, per_emotion: int = 100, s
             raise ValueError(f"{out} holds images made with other settings {clash} (before, now); "
                              "use another --out folder")
 
-    # Generate what is missing, one pipeline call per run of consecutive seeds
+    # Generate what is missing, one pipeline call per run of consecutive seeds. Under several processes
+    # (accelerate launch, torchrun) the calls are shared out whole, so every image is made by the same call
+    # whatever the process count; the file listing is taken by every process before any of them writes.
     plan = plan_images(model_emotions, chosen, per_emotion, seed, list(transfer_nouns), list(fusion_pairs),
                        list(fusion_weights))
-    todo = [r for r in plan if overwrite or not (out / r["path"]).is_file()]
-    progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc="generate", unit="img")
-    flagged: dict[str, bool] = {}  # the safety checker's verdicts on this run's images (when it ran)
-    for batch in batches_of(todo, batch_size):
-        for record, image in zip(batch, render(pipe, batch, settings)):
-            path = out / record["path"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            image.save(path)
-            if "nsfw" in image.info:
-                flagged[record["path"]] = image.info["nsfw"]
-        progress.update(len(batch))
-    progress.close()
+    todo = [r for r in plan if overwrite or not complete_image(out / r["path"])]
+    state.wait_for_everyone()
+    logger.info("%d of %d images to generate in %s (%d process(es))", len(todo), len(plan), out, state.num_processes)
 
-    # Manifest: the images of earlier runs into this folder (other emotions) plus this run's, in plan order
+    def make(batch: list[dict[str, Any]]) -> dict[str, bool]:
+        flagged_here = {}
+        for record, image in zip(batch, render(pipe, batch, settings)):
+            save_atomically(image, out / record["path"])
+            if "nsfw" in image.info:
+                flagged_here[record["path"]] = image.info["nsfw"]
+        return flagged_here
+
+    flagged: dict[str, bool] = {}  # the safety checker's verdicts on this run's images (when it ran)
+    for verdicts in map_chunks(batches_of(todo, batch_size), make, desc="generate", state=state):
+        flagged.update(verdicts)
+
+    # One writer: the main process records every image of the plan (and keeps the records of earlier runs into
+    # this folder), under a lock, so that separate runs into one folder (one emotion per machine) never lose lines
+    if state.is_main_process:
+        with folder_lock(out):
+            info = _write_records(pipe, out, model, plan, flagged, settings, per_emotion, seed, overwrite,
+                                  len(todo), t0, state.num_processes)
+    state.wait_for_everyone()
+    return info if state.is_main_process else json.loads(info_path.read_text())
+
+
+def _write_records(pipe, out: Path, model, plan, flagged, settings, per_emotion, seed, overwrite, generated_now,
+                   t0, num_processes) -> dict[str, Any]:
+    """The manifest (earlier records kept, this plan's replaced) and generation.json; returns the latter."""
     manifest = _read_manifest(out / MANIFEST_NAME)
     image_settings = {k: settings[k] for k in PINNED_SETTINGS if k != "seed"}
     for record in plan:
@@ -220,10 +284,11 @@ def generate_folder(pipe, out: str | Path, model: str, per_emotion: int = 100, s
         nsfw = flagged.get(record["path"], None if record["path"] in flagged or overwrite else previous.get("nsfw"))
         if nsfw is not None:
             manifest[record["path"]]["nsfw"] = nsfw
-    (out / MANIFEST_NAME).write_text("".join(json.dumps(r) + "\n" for r in manifest.values()))
+    write_text_atomically(out / MANIFEST_NAME, "".join(json.dumps(r) + "\n" for r in manifest.values()))
     counts: dict[str, int] = {}
     for record in manifest.values():
         counts[record["kind"]] = counts.get(record["kind"], 0) + 1
+    model_emotions = tuple(pipe.emotions)
     info = {
         "model": str(model),
         "model_info": {k: v for k, v in pipe.info.items() if k != "path"},
@@ -237,12 +302,13 @@ def generate_folder(pipe, out: str | Path, model: str, per_emotion: int = 100, s
         "counts": counts,
         "safety_checker": getattr(pipe.sd, "safety_checker", None) is not None,
         "flagged_nsfw": sum(bool(r.get("nsfw")) for r in manifest.values()),
-        "generated_now": len(todo),
+        "generated_now": generated_now,
         "device": str(pipe.device),
+        "num_processes": num_processes,
         "seconds": round(time.time() - t0, 2),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), "torch": version("torch")},
     }
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
-    logger.info("%d images in %s (%d generated now)", len(manifest), out, len(todo))
+    write_text_atomically(out / GENERATION_NAME, json.dumps(info, indent=2) + "\n")
+    logger.info("%d images in %s (%d generated now)", len(manifest), out, generated_now)
     return info

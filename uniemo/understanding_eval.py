@@ -33,7 +33,7 @@ from uniemo.classifier import EmoClassifier
 from uniemo.constants import EMOTIONS, POSITIVE_EMOTIONS, SENTIMENTS, emotion_to_sentiment
 from uniemo.data import build_dataset, build_transform, collate_records
 from uniemo.metrics import align_logits, classification_report, collapse_to_binary, fold_summary
-from uniemo.training.utils import cpu_processes
+from uniemo.distributed import cpu_processes
 
 logger = logging.getLogger(__name__)
 

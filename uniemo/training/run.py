@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from uniemo.config import config_to_dict, save_config
 from uniemo.training.curves import CURVES_FILE, plot_training_curves
-from uniemo.training.utils import cpu_processes, mixed_precision_setting
+from uniemo.distributed import cpu_processes
+from uniemo.training.utils import mixed_precision_setting
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"

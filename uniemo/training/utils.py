@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
@@ -19,16 +18,6 @@ def mixed_precision_setting(configured: str | None) -> str | None:
         raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)} (or null: the launcher's), "
                          f"got {configured!r}")
     return configured
-
-
-def cpu_processes() -> bool:
-    """True when this is one of several processes (``torchrun``, ``accelerate launch``) on a machine without CUDA.
-
-    accelerate forms a gloo process group on the CPU only when told ``cpu=True`` (``accelerate launch --cpu``
-    says so through ``ACCELERATE_USE_CPU``; ``torchrun`` does not). Without it every process would train the
-    whole run alone and all of them would write the same run folder.
-    """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def freeze_gradless(modules: dict, loss_fn) -> list[str]:
