@@ -7,7 +7,8 @@ rescaled twice for Sem-D) to compare with published numbers, and the output says
 
     fid             torch-fidelity's feature extractor (InceptionV3 pool, 2048-d; images resized to 299²):
                     per emotion against the reference images of that emotion, and aggregated (pooled
-                    statistics of all emotions on both sides, the number papers report)
+                    statistics of all emotions on both sides, the number papers report); in the summary as
+                    ``fid_inception``, ``fid_clip`` (--fid-feature-extractor clip) or ``fid_<extractor>``
     lpips           lpips (AlexNet) over seeded random pairs of images of the same emotion, inputs in [-1, 1],
                     mean over the pairs of an emotion, then over emotions
     emo_a           top-1 accuracy of a one-layer probe on CLIP image embeddings (train/probe.py
@@ -28,6 +29,21 @@ Usage:
         --imagenet-weights weights/resnet50-0676ba61.pth
     python eval/score.py --generated runs/gen-tiny --reference-from-dataset emoshapes:data/emoshapes:test \\
         --emo-probe runs/emo-a-tiny --metrics emo_a,sem_c,sem_d
+    accelerate launch --num_processes 8 eval/score.py --generated runs/gen --reference /data/EmoSet-118K/image \\
+        --inception-weights weights/weights-inception-2015-12-05-6726825d.pth --metrics fid
+    accelerate launch --num_processes 2 --cpu eval/score.py --generated runs/gen-tiny --metrics fid \\
+        --reference-from-dataset emoshapes:data/emoshapes:test --fid-feature-extractor clip \\
+        --clip assets/uniemo-tiny/clip
+
+Under ``accelerate launch`` (or ``torchrun``) the processes share every network's batches (FID features, LPIPS
+pairs, CLIP embeddings, the Sem-C ResNets), each on its own GPU (or CPU process); the batches are fixed by
+--batch-size, so the numbers are those of one process. The main process alone writes the JSON.
+
+The reference images' FID statistics are cached in --cache-dir (default ``~/.cache/uniemo/fid-reference``), one
+file per reference set and extractor (keyed by the files' names, sizes and modification times, the extractor,
+its weights, the image size and the device type): a second run against the same reference reads them instead of
+extracting the reference again, and says so (``metrics.fid.reference_cache``: ``hit``, ``miss``, or ``off``
+with --no-cache). Adding, removing or rewriting a reference image misses the cache.
 
 Offline, the library defaults cannot download: pass the weight files (the AlexNet backbone may also sit in
 ``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``), or leave a metric out with ``--metrics``. Weight
@@ -45,6 +61,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -80,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "the Fréchet distance on --clip image embeddings (offline stand-in, reported as such)")
     fid.add_argument("--fid-size", type=int, default=DEFAULTS.fid_size,
                      help=f"images are resized to this square first ({DEFAULTS.fid_size})")
+    fid.add_argument("--cache-dir", default=DEFAULTS.cache_dir,
+                     help=f"where the reference images' FID statistics are kept (default {DEFAULTS.cache_dir})")
+    fid.add_argument("--no-cache", action="store_true",
+                     help="extract the reference features again and keep nothing on disk")
     lp = parser.add_argument_group("LPIPS")
     lp.add_argument("--alexnet-weights", default=None, help=f"torchvision's {ALEXNET_FILE}")
     lp.add_argument("--lpips-random-trunk", action="store_true",
@@ -111,15 +132,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = settings_from_args(args)
     settings.validate()  # before torch is imported: a wrong flag answers at once
 
+    from uniemo.distributed import process_state
     from uniemo.generation_scores import score_folder
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = score_folder(args.generated, settings)
+    state = process_state()  # one process, or one of those of accelerate launch / torchrun
+    logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result = score_folder(args.generated, settings)  # every process takes part and gets the same numbers
     out = Path(args.out) if args.out else Path(args.generated) / "scores.json"
     result["settings"]["out"] = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    logger.info("scores written to %s: %s", out, result["summary"])
+    if state.is_main_process:  # one writer
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, out)
+        logger.info("scores written to %s: %s", out, result["summary"])
+    state.wait_for_everyone()
     return result
 
 

@@ -5,7 +5,7 @@ The same generation and scoring eval/generate.py and eval/score.py run (``uniemo
 can be fetched here), each labelled in the report:
 
 - FID on tiny-CLIP image embeddings (``fid_feature_extractor="clip"``, reported as ``fid_clip``), reference: the
-  real EmoShapes val split per emotion;
+  real EmoShapes val split per emotion (its statistics cached in ``<work>/fid-reference-cache``);
 - LPIPS with lpips' linear layers on a random AlexNet trunk (``lpips_random_trunk``);
 - Emo-A with a one-layer probe on tiny-CLIP embeddings of the EmoShapes training split, trained here
   (``uniemo.tiny_judges.train_emo_a_probe``, as train/probe.py ``probe_layers=1`` trains it);
@@ -102,10 +102,11 @@ def main(argv: list[str] | None = None) -> dict:
                                                     lpips_random_trunk=True, emo_probe=str(emo_a),
                                                     attribute_names=str(names), **common))
         fid = score_folder(folder, ScoreSettings(metrics=("fid",), fid_feature_extractor="clip",
-                                                 reference_from_dataset=f"emoshapes:{root}:val", **common))
+                                                 reference_from_dataset=f"emoshapes:{root}:val",
+                                                 cache_dir=str(work / "fid-reference-cache"), **common))
         for kind, result in (("scores", scores), ("fid", fid)):  # kept beside the images, as eval/score.py would
             (work / f"{kind}-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        report[name] = {**scores["summary"], "fid_clip": fid["summary"]["fid"]}
+        report[name] = {**scores["summary"], "fid_clip": fid["summary"]["fid_clip"]}
         report["fid_clip_per_emotion"][name] = fid["metrics"]["fid"]["per_emotion"]
         report["settings"][name] = {"scores": scores["settings"], "fid": fid["settings"]}
     report["generation"] = generation.get("settings", {})

@@ -287,11 +287,16 @@ def test_generate_then_score_on_the_tiny_model(tiny_model_dir, tiny_correlation_
 
     common = ["--generated", str(out), "--fid-feature-extractor", TINY_EXTRACTOR, "--fid-size", "16",
               "--reference-from-dataset", f"emoset:{learnable_emoset}:test", "--lpips-random-trunk",
-              "--emo-probe", str(tiny_correlation_dir), "--pairs", "4"]
+              "--emo-probe", str(tiny_correlation_dir), "--pairs", "4",
+              "--cache-dir", str(tmp_path / "fid-cache")]
     result = score.main(common + ["--out", str(tmp_path / "scores.json")])
     saved = json.loads((tmp_path / "scores.json").read_text())
     assert saved["summary"] == pytest.approx(result["summary"])
-    assert set(result["summary"]) == {"fid", "lpips_random_trunk", "emo_a", "sem_c_clip", "sem_d_mse", "sem_d_cosine"}
+    # the FID key names its extractor: fid_<name> for a torch-fidelity extractor other than Inception
+    assert set(result["summary"]) == {"fid_uniemo_tiny_test", "lpips_random_trunk", "emo_a", "sem_c_clip",
+                                      "sem_d_mse", "sem_d_cosine"}
+    assert result["metrics"]["fid"]["reference_cache"] == "miss"
+    assert len(list((tmp_path / "fid-cache").iterdir())) == 1
     assert set(result["metrics"]["fid"]["per_emotion"]) == {"amusement", "fear"}
     assert result["metrics"]["lpips"]["num_pairs"] == 8 and result["metrics"]["lpips"]["random_trunk"]
     assert 0.0 <= result["summary"]["emo_a"] <= 1.0 and 0.0 < result["summary"]["sem_c_clip"] <= 1.0

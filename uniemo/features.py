@@ -1,11 +1,16 @@
 """The pretrained networks behind the generation metrics, and how their weights are found and loaded.
 
     FID     torch-fidelity's feature extractor (InceptionV3 pool, 2048-d) from a local file, or CLIP image
-            embeddings as an offline stand-in (``clip_fid_extractor``); ``fid_features`` runs either over files
+            embeddings as an offline stand-in (``clip_fid_extractor``); ``fid_batch`` runs either on one batch
+            of files
     LPIPS   lpips' AlexNet variant with its shipped linear layers and the AlexNet trunk loaded explicitly
             (``build_lpips``), or a seeded random trunk for tests
     Sem-C   torchvision's ResNet-50 with CSAIL's Places365 or torchvision's ImageNet weights
             (``load_resnet50``), their softmax over files (``resnet_probabilities``)
+
+``resnet_probabilities`` cuts its files into fixed batches and shares the batches out over the processes of
+``accelerate launch`` / ``torchrun`` (``uniemo.distributed.map_chunks``): every process gets every result, the
+same whatever the number of processes.
 
 Weight files are opened with ``torch.load(weights_only=True)``; the Inception file is checked that way before
 torch-fidelity unpickles it. Offline, a missing default is a ``MissingWeightsError`` that names the option of
@@ -26,14 +31,15 @@ import torch
 import torch.nn.functional as F
 import torch_fidelity.utils
 import torchvision
+from accelerate import PartialState
 from PIL import Image
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torchvision import transforms as T
-from tqdm.auto import tqdm
 
 from uniemo.clip import load_clip
 from uniemo.constants import CLIP_MEAN, CLIP_STD
 from uniemo.data.base import load_image
+from uniemo.distributed import chunked, map_chunks
 from uniemo.probe import clip_image_embeddings
 from uniemo.score_settings import ALEXNET_FILE, INCEPTION_FILE
 
@@ -101,17 +107,13 @@ def clip_fid_extractor(clip: str | None, device) -> Extractor:
     return extract
 
 
-def fid_features(extractor: Extractor, paths: Sequence[str], size: int, batch_size: int, device,
-                 desc: str) -> torch.Tensor:
-    """(N,) image files -> (N, D) float64 features: RGB, resized to size² (bicubic, no crop, as EmoGen), uint8."""
-    chunks = []
-    for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch"):
-        batch = [np.asarray(load_image(p).resize((size, size), Image.BICUBIC))
-                 for p in paths[start:start + batch_size]]
-        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous().to(device)  # (B, 3, S, S) uint8
-        with torch.no_grad():
-            chunks.append(extractor(x)[0].double().cpu())
-    return torch.cat(chunks)
+def fid_batch(extractor: Extractor, paths: Sequence[str], size: int, device) -> torch.Tensor:
+    """One batch of image files -> (B, D) float64 features on the CPU: RGB, resized to size² (bicubic, no crop,
+    as EmoGen), uint8."""
+    batch = [np.asarray(load_image(p).resize((size, size), Image.BICUBIC)) for p in paths]
+    x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous().to(device)  # (B, 3, S, S) uint8
+    with torch.no_grad():
+        return extractor(x)[0].double().cpu()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -192,13 +194,15 @@ def load_resnet50(path: str, num_classes: int) -> torch.nn.Module:
 
 
 def resnet_probabilities(model: torch.nn.Module, paths: Sequence[str], batch_size: int, device,
-                         desc: str) -> torch.Tensor:
-    """(N,) files -> (N, K) softmax: Resize 256, CenterCrop 224, ImageNet mean/std (EmoGen's Sem-C input)."""
+                         desc: str | None = None, state: PartialState | None = None) -> torch.Tensor:
+    """(N,) files -> (N, K) softmax: Resize 256, CenterCrop 224, ImageNet mean/std (EmoGen's Sem-C input); batches
+    of ``batch_size`` shared out over the processes."""
     transform = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     model.to(device)
-    out = []
-    for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch"):
-        x = torch.stack([transform(load_image(p)) for p in paths[start:start + batch_size]]).to(device)
+
+    def probabilities(batch: list[str]) -> torch.Tensor:
+        x = torch.stack([transform(load_image(p)) for p in batch]).to(device)
         with torch.no_grad():
-            out.append(model(x).float().softmax(dim=1).cpu())
-    return torch.cat(out)
+            return model(x).float().softmax(dim=1).cpu()
+
+    return torch.cat(map_chunks(chunked(paths, batch_size), probabilities, desc, state))

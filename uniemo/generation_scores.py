@@ -6,8 +6,15 @@ headline numbers), ``metrics`` (each metric's details: per emotion, pair counts,
 generation.json), the reference, the settings, versions and a timestamp. The definitions follow EmoGen's
 evaluation code with its quirks fixed; ``emogen_compat`` reproduces them (``EMOGEN_QUIRKS``).
 
+Under ``accelerate launch`` / ``torchrun`` the batches of every network (FID features, LPIPS pairs, CLIP
+embeddings, the Sem-C ResNets) are shared out over the processes with ``uniemo.distributed.map_chunks``: the
+batches are fixed by ``batch_size``, whoever computes them, so 1 or N processes give the same numbers.
+
     fid     per emotion against the reference images of that emotion, and aggregated (pooled statistics of
-            all emotions on both sides, the number papers report); ``uniemo.features`` extracts the features
+            all emotions on both sides, the number papers report), in the summary under the extractor's name:
+            ``fid_inception`` (torch-fidelity's InceptionV3), ``fid_clip`` (the CLIP stand-in) or
+            ``fid_<name>``; ``uniemo.features`` extracts the features, ``uniemo.fid_reference`` keeps the
+            reference's statistics on disk (``metrics.fid.reference_cache``: hit, miss or off)
     lpips   over seeded random pairs of images of the same emotion, inputs in [-1, 1], mean over the pairs of
             an emotion, then over emotions
     emo_a   top-1 accuracy of a one-layer probe on CLIP image embeddings (train/probe.py probe_layers=1) or of
@@ -24,28 +31,31 @@ import json
 import logging
 import os
 import platform
-import shutil
-import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch_fidelity
+import transformers
+from accelerate import PartialState
 from torchvision.transforms.functional import to_tensor
-from tqdm.auto import tqdm
 
 from uniemo.clip import load_clip
-from uniemo.data import DATASET_NAMES, build_dataset
-from uniemo.data.base import list_images, load_image
+from uniemo.data.base import load_image
 from uniemo.data.feedback import read_manifest
-from uniemo.features import (build_lpips, clip_fid_extractor, fid_feature_extractor, fid_features, load_resnet50,
-                             resnet_probabilities)
+from uniemo.distributed import chunked, map_chunks, process_state
+from uniemo.features import (Extractor, build_lpips, clip_fid_extractor, fid_batch, fid_feature_extractor,
+                             load_resnet50, resnet_probabilities)
+from uniemo.fid_reference import path_identity, reference_from_dataset, reference_images, reference_statistics
 from uniemo.metrics import (accumulating_pool_pairs, emotion_accuracy, emotion_mean, feature_statistics,
                             frechet_distance, semantic_clarity, semantic_diversity, within_emotion_pairs)
-from uniemo.score_settings import EMOGEN_CLIP, EMOGEN_COMPAT_PAIRS, EMOGEN_QUIRKS, ScoreSettings
+from uniemo.score_settings import (DEFAULT_FID_EXTRACTOR, EMOGEN_CLIP, EMOGEN_COMPAT_PAIRS, EMOGEN_QUIRKS,
+                                   INCEPTION_FILE, ScoreSettings)
 from uniemo.scoring import ImageScorer, clip_for_probe_run, load_emogen_head, load_probe
 
 logger = logging.getLogger(__name__)
@@ -78,37 +88,6 @@ def read_generated(folder: Path, kind: str) -> tuple[list[str], list[str], list[
     return emotions, [r["path"] for r in records], [emotions.index(r["emotion"]) for r in records], info
 
 
-def reference_images(folder: Path, emotions: Sequence[str]) -> dict[str, list[str]]:
-    """``folder/<emotion>/**`` image files per emotion (an emotion without a folder gets none)."""
-    out = {}
-    for emotion in emotions:
-        sub = folder / emotion
-        out[emotion] = [str(sub / p) for p in list_images(sub)] if sub.is_dir() else []
-    return out
-
-
-def write_reference_from_dataset(spec: str, out_dir: Path) -> dict[str, Any]:
-    """``NAME:ROOT:SPLIT`` -> the split's images copied into ``out_dir/<emotion>/`` (the reference layout)."""
-    name, sep, rest = spec.partition(":")
-    root, sep2, split = rest.rpartition(":")
-    if not sep or not sep2 or not root or not split:
-        raise ValueError(f"--reference-from-dataset takes NAME:ROOT:SPLIT (e.g. emoshapes:data/emoshapes:test), "
-                         f"got {spec!r}")
-    if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
-    dataset = build_dataset(name, root, split)
-    for number, entry in enumerate(dataset.entries):
-        target = out_dir / dataset.labels[entry.label]
-        target.mkdir(parents=True, exist_ok=True)
-        suffix = Path(entry.path).suffix.lower()
-        # a running number keeps files of equal names (from different folders) apart
-        if suffix in (".jpg", ".jpeg", ".png"):
-            shutil.copyfile(entry.path, target / f"{number:06d}{suffix}")
-        else:  # other formats are re-encoded, since the reference layout is jpg/png
-            load_image(entry.path).save(target / f"{number:06d}.png")
-    return {"dataset": name, "root": root, "split": split, "num_images": len(dataset.entries)}
-
-
 def read_attribute_names(path: str | None, model: str | None) -> tuple[list[str], list[str], str]:
     """The attribute base for ``semantic_clarity_clip``: (scenes, objects, source)."""
     if path is None:
@@ -130,58 +109,100 @@ def read_attribute_names(path: str | None, model: str | None) -> tuple[list[str]
 # the metrics
 
 
-def score_fid(settings: ScoreSettings, emotions, paths, labels, reference: dict[str, list[str]],
-              device) -> dict[str, Any]:
-    """Per-emotion and aggregated FID (pooled statistics of all emotions on both sides)."""
-    if settings.fid_feature_extractor == "clip":
+def fid_extractor(settings: ScoreSettings, device: torch.device) -> tuple[Extractor, str, dict[str, Any]]:
+    """The FID feature extractor of ``settings`` on ``device``.
+
+    Returns:
+        (extractor, its feature layer, its description for the reference cache's key: name, library version,
+        layer, weights identity, image size, device type)
+    """
+    name = settings.fid_feature_extractor
+    if name == "clip":
         extractor, layer = clip_fid_extractor(settings.clip, device), "clip image embedding"
+        weights = path_identity(settings.clip) if os.path.exists(settings.clip) else f"hub:{settings.clip}"
+        library = f"transformers {transformers.__version__}"
     else:
-        extractor, layer = fid_feature_extractor(settings.fid_feature_extractor, settings.inception_weights,
-                                                 device)
-    size, batch_size = settings.fid_size, settings.batch_size
-    per_emotion: dict[str, float | None] = {}
-    pooled_gen, pooled_ref = [], []
-    for e, emotion in enumerate(emotions):
-        gen_paths = [p for p, label in zip(paths, labels) if label == e]
-        if not gen_paths:
-            continue
-        gen = fid_features(extractor, gen_paths, size, batch_size, device, f"fid {emotion}")
-        pooled_gen.append(gen)
+        extractor, layer = fid_feature_extractor(name, settings.inception_weights, device)
+        default = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+        if settings.inception_weights:
+            weights = path_identity(settings.inception_weights)
+        elif name == DEFAULT_FID_EXTRACTOR and default.is_file():
+            weights = path_identity(default)
+        else:
+            weights = "library default"
+        library = f"torch-fidelity {torch_fidelity.__version__}"
+    description = {"name": name, "library": library, "layer": layer, "weights": weights,
+                   "image_size": settings.fid_size, "device": torch.device(device).type}
+    return extractor, layer, description
+
+
+def grouped_features(extract: Callable[[list[str]], torch.Tensor], groups: Mapping[str, Sequence[str]],
+                     batch_size: int, desc: str, state: PartialState) -> dict[str, torch.Tensor]:
+    """``{name: files}`` -> ``{name: (N, D) features}``: each group cut into batches of ``batch_size``, all batches
+    shared out over the processes in one pass (``map_chunks``), so the result does not depend on their number."""
+    chunks = [(name, chunk) for name, files in groups.items() for chunk in chunked(list(files), batch_size)]
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in groups}
+    for (name, _), features in zip(chunks, map_chunks([c for _, c in chunks], extract, desc, state)):
+        out[name].append(features)
+    return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def score_fid(settings: ScoreSettings, emotions, paths, labels, reference: dict[str, list[str]], device,
+              state: PartialState) -> dict[str, Any]:
+    """Per-emotion and aggregated FID (pooled statistics of all emotions on both sides); the reference's
+    statistics come from the cache when it holds them (``uniemo.fid_reference``)."""
+    extractor, layer, description = fid_extractor(settings, device)
+    size = settings.fid_size
+
+    def extract(files: list[str]) -> torch.Tensor:
+        return fid_batch(extractor, files, size, device)
+
+    generated = {e: [p for p, label in zip(paths, labels) if label == i] for i, e in enumerate(emotions)}
+    generated = {e: files for e, files in generated.items() if files}
+    for emotion in generated:
         if not reference.get(emotion):
             logger.warning("no reference image for %s: its FID is left out", emotion)
-            per_emotion[emotion] = None
-            continue
-        ref = fid_features(extractor, reference[emotion], size, batch_size, device, f"fid reference {emotion}")
-        pooled_ref.append(ref)
-        per_emotion[emotion] = frechet_distance(*feature_statistics(gen), *feature_statistics(ref))
-    if not pooled_ref:
+    used = {e: list(reference[e]) for e in generated if reference.get(e)}
+    if not used:
         raise ValueError("no reference image for any emotion: check --reference (it needs <emotion>/ folders)")
+    gen = grouped_features(extract, generated, settings.batch_size, "fid generated", state)
+    cache_dir = None if settings.no_cache else settings.cache_dir
+    ref, cache = reference_statistics(
+        used, lambda files: grouped_features(extract, files, settings.batch_size, "fid reference", state),
+        description, cache_dir, state)
+    per_emotion: dict[str, float | None] = {
+        e: frechet_distance(*feature_statistics(gen[e]), *ref["per_emotion"][e]) if e in used else None
+        for e in generated}
     # pooled statistics: all emotions' features together, on both sides
-    aggregated = frechet_distance(*feature_statistics(torch.cat(pooled_gen)),
-                                  *feature_statistics(torch.cat(pooled_ref)))
+    aggregated = frechet_distance(*feature_statistics(torch.cat(list(gen.values()))), *ref["pooled"])
     return {
         "aggregated": aggregated,
+        "summary_key": settings.fid_summary_key,
         "per_emotion": per_emotion,
         "feature_extractor": settings.fid_feature_extractor,
         "feature_layer": layer,
-        "weights": settings.inception_weights or "library default (downloaded or $TORCH_HOME cache)",
+        "weights": (settings.clip if settings.fid_feature_extractor == "clip" else settings.inception_weights)
+        or "library default (downloaded or $TORCH_HOME cache)",
         "image_size": size,
         "num_reference": {e: len(reference.get(e, [])) for e in emotions},
+        **cache,
     }
 
 
-def score_lpips(settings: ScoreSettings, emotions, paths, pairs, pair_groups, device) -> dict[str, Any]:
+def score_lpips(settings: ScoreSettings, emotions, paths, pairs, pair_groups, device,
+                state: PartialState) -> dict[str, Any]:
     model, trunk = build_lpips(settings.alexnet_weights, settings.lpips_random_trunk)
     model.to(device)
-    values = []
-    for start in tqdm(range(0, len(pairs), settings.batch_size), desc="lpips", unit="batch"):
-        chunk = pairs[start:start + settings.batch_size]
-        a = torch.stack([to_tensor(load_image(paths[i])) for i in chunk[:, 0].tolist()]).to(device)  # [0, 1]
-        b = torch.stack([to_tensor(load_image(paths[j])) for j in chunk[:, 1].tolist()]).to(device)
+
+    def distances(chunk: list[list[int]]) -> torch.Tensor:
+        a = torch.stack([to_tensor(load_image(paths[i])) for i, _ in chunk]).to(device)  # [0, 1]
+        b = torch.stack([to_tensor(load_image(paths[j])) for _, j in chunk]).to(device)
         if not settings.emogen_compat:
             a, b = a * 2 - 1, b * 2 - 1  # LPIPS expects [-1, 1]; EmoGen fed [0, 1]
         with torch.no_grad():
-            values.append(model(a, b).flatten().double().cpu())
+            return model(a, b).flatten().double().cpu()
+
+    values = map_chunks(chunked(pairs.tolist(), settings.batch_size), distances, "lpips", state)
     values = torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
     mean, per_group = emotion_mean(values, pair_groups)
     return {"mean": mean, "per_emotion": {emotions[g]: v for g, v in per_group.items()}, "num_pairs": len(values),
@@ -212,12 +233,21 @@ def clip_scorer(settings: ScoreSettings, emotions: Sequence[str], device) -> tup
     return ImageScorer(clip_model, tokenizer, probe, device=device, batch_size=settings.batch_size), clip_name
 
 
+def clip_embeddings(scorer: ImageScorer, paths: Sequence[str], desc: str, state: PartialState,
+                    double_rescale: bool = False) -> torch.Tensor:
+    """(N, E) raw projected CLIP image embeddings, batches of the scorer's batch size shared out over the
+    processes (each batch is one ``ImageScorer.embed`` call, whoever makes it)."""
+    return torch.cat(map_chunks(chunked(list(paths), scorer.batch_size),
+                                lambda batch: scorer.embed(batch, normalize=False, double_rescale=double_rescale),
+                                desc, state))
+
+
 def score_clip_metrics(settings: ScoreSettings, result: dict[str, Any], emotions, paths, labels, pairs,
-                       pair_groups, device) -> None:
+                       pair_groups, device, state: PartialState) -> None:
     """Emo-A, the CLIP variant of Sem-C and Sem-D from one pass of CLIP embeddings, into ``result``."""
     metrics = settings.metrics
     scorer, clip_name = clip_scorer(settings, emotions, device)
-    raw = scorer.embed(paths, normalize=False, progress="clip embeddings")  # (N, E) unnormalised
+    raw = clip_embeddings(scorer, paths, "clip embeddings", state)  # (N, E) unnormalised
 
     if "emo_a" in metrics:
         if tuple(scorer.probe.emotions) != tuple(emotions):
@@ -244,7 +274,7 @@ def score_clip_metrics(settings: ScoreSettings, result: dict[str, Any], emotions
     if "sem_d" in metrics:
         embeds = raw
         if settings.emogen_compat:
-            embeds = scorer.embed(paths, normalize=False, double_rescale=True, progress="clip (emogen-compat)")
+            embeds = clip_embeddings(scorer, paths, "clip (emogen-compat)", state, double_rescale=True)
         semd = semantic_diversity(embeds, pairs, pair_groups)
         semd["per_emotion"] = {emotions[g]: v for g, v in semd.pop("per_group").items()}
         semd.update(clip=clip_name, features="raw projected CLIP image embeddings",
@@ -254,12 +284,12 @@ def score_clip_metrics(settings: ScoreSettings, result: dict[str, Any], emotions
         result["summary"]["sem_d_cosine"] = semd["cosine"]
 
 
-def score_semantic_clarity(settings: ScoreSettings, paths, device) -> dict[str, Any]:
+def score_semantic_clarity(settings: ScoreSettings, paths, device, state: PartialState) -> dict[str, Any]:
     """Sem-C with the two ResNet-50s (Places365 and ImageNet)."""
     places = resnet_probabilities(load_resnet50(settings.places365_weights, 365), paths, settings.batch_size, device,
-                                  "sem-c places365")
+                                  "sem-c places365", state)
     imagenet = resnet_probabilities(load_resnet50(settings.imagenet_weights, 1000), paths, settings.batch_size,
-                                    device, "sem-c imagenet")
+                                    device, "sem-c imagenet", state)
     return {"mean": semantic_clarity(places, imagenet), "places365_weights": settings.places365_weights,
             "imagenet_weights": settings.imagenet_weights}
 
@@ -268,14 +298,23 @@ def score_semantic_clarity(settings: ScoreSettings, paths, device) -> dict[str, 
 
 
 def score_folder(folder: str | os.PathLike, settings: ScoreSettings) -> dict[str, Any]:
-    """Score the images of ``settings.kind`` in ``folder``; returns the result (see the module docstring)."""
+    """Score the images of ``settings.kind`` in ``folder``; returns the result (see the module docstring).
+
+    Under ``accelerate launch`` / ``torchrun`` every process must call it: the batches of every network are shared
+    out over the processes (each on its own device) and every process returns the same numbers, equal to one
+    process's.
+    """
     settings.validate()
     if settings.emogen_compat:
         settings = replace(settings, pairs=EMOGEN_COMPAT_PAIRS)
     metrics = settings.metrics
     t0 = time.time()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto"
-                          else settings.device)
+    state = process_state()
+    if state.num_processes > 1:
+        device = state.device  # cuda:<local rank>, or the CPU of this process
+    else:
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto"
+                              else settings.device)
     folder = Path(folder)
     emotions, paths, labels, info = read_generated(folder, settings.kind)
     labels_t = torch.tensor(labels, dtype=torch.long)
@@ -303,31 +342,30 @@ def score_folder(folder: str | os.PathLike, settings: ScoreSettings) -> dict[str
         pair_groups = labels_t[pairs[:, 0]]
 
     if "fid" in metrics:
-        with tempfile.TemporaryDirectory(prefix="uniemo-reference-") as tmp:
-            if settings.reference_from_dataset:
-                result["reference"] = write_reference_from_dataset(settings.reference_from_dataset, Path(tmp))
-                ref_root = Path(tmp)
-            else:
-                ref_root = Path(settings.reference)
-                if not ref_root.is_dir():
-                    raise FileNotFoundError(f"--reference {ref_root} is not a folder")
-                result["reference"] = {"folder": str(ref_root)}
-            fid = score_fid(settings, emotions, paths, labels, reference_images(ref_root, emotions), device)
+        if settings.reference_from_dataset:
+            reference, result["reference"] = reference_from_dataset(settings.reference_from_dataset)
+        else:
+            ref_root = Path(settings.reference)
+            if not ref_root.is_dir():
+                raise FileNotFoundError(f"--reference {ref_root} is not a folder")
+            reference, result["reference"] = reference_images(ref_root, emotions), {"folder": str(ref_root)}
+        fid = score_fid(settings, emotions, paths, labels, reference, device, state)
         result["metrics"]["fid"] = fid
-        result["summary"]["fid"] = fid["aggregated"]
+        result["summary"][fid["summary_key"]] = fid["aggregated"]
 
     if "lpips" in metrics:
-        lp = score_lpips(settings, emotions, paths, pairs, pair_groups, device)
+        lp = score_lpips(settings, emotions, paths, pairs, pair_groups, device, state)
         result["metrics"]["lpips"] = lp
         result["summary"]["lpips_random_trunk" if lp["random_trunk"] else "lpips"] = lp["mean"]
 
     if {"emo_a", "sem_d"} & set(metrics) or ("sem_c" in metrics and not settings.places365_weights):
-        score_clip_metrics(settings, result, emotions, paths, labels_t, pairs, pair_groups, device)
+        score_clip_metrics(settings, result, emotions, paths, labels_t, pairs, pair_groups, device, state)
 
     if "sem_c" in metrics and settings.places365_weights:
-        result["metrics"]["semantic_clarity"] = score_semantic_clarity(settings, paths, device)
+        result["metrics"]["semantic_clarity"] = score_semantic_clarity(settings, paths, device, state)
         result["summary"]["sem_c"] = result["metrics"]["semantic_clarity"]["mean"]
 
+    result["num_processes"] = state.num_processes
     result["seconds"] = round(time.time() - t0, 2)
     result["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result["versions"] = {"python": platform.python_version(), "torch": torch.__version__}

@@ -14,6 +14,9 @@ METRICS: tuple[str, ...] = ("fid", "lpips", "emo_a", "sem_c", "sem_d")
 KINDS: tuple[str, ...] = ("generate", "transfer")  # manifest kinds that have one intended emotion
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 DEFAULT_FID_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's FID extractor
+# The summary key of FID names its feature extractor; any other torch-fidelity extractor X gives fid_X
+FID_SUMMARY_KEYS = {DEFAULT_FID_EXTRACTOR: "fid_inception", "clip": "fid_clip"}
+DEFAULT_CACHE_DIR = "~/.cache/uniemo/fid-reference"  # the FID reference statistics, one file per reference set
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's download, in $TORCH_HOME
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet (ImageNet V1), in $TORCH_HOME/hub/checkpoints
 EMOGEN_CLIP = "openai/clip-vit-large-patch14"  # the CLIP of EmoGen's Emo-A head and Sem-D
@@ -43,6 +46,8 @@ class ScoreSettings:
     inception_weights: str | None = None  # a local INCEPTION_FILE
     fid_feature_extractor: str = DEFAULT_FID_EXTRACTOR  # a torch-fidelity extractor name, or "clip"
     fid_size: int = 299  # images are resized to this square first
+    cache_dir: str = DEFAULT_CACHE_DIR  # the FID reference statistics are kept here ("~" expanded)
+    no_cache: bool = False  # extract the reference features again and keep nothing
     # LPIPS
     alexnet_weights: str | None = None  # a local ALEXNET_FILE
     lpips_random_trunk: bool = False  # tests only: the number is labelled as such and is not LPIPS
@@ -55,11 +60,19 @@ class ScoreSettings:
     imagenet_weights: str | None = None
     attribute_names: str | None = None  # JSON {scenes, objects} or one name a line; default: the model's
 
+    @property
+    def fid_summary_key(self) -> str:
+        """The summary key of FID: ``fid_inception``, ``fid_clip``, or ``fid_<extractor>`` (``-`` as ``_``)."""
+        name = self.fid_feature_extractor
+        return FID_SUMMARY_KEYS.get(name) or "fid_" + "".join(c if c.isalnum() else "_" for c in name)
+
     def validate(self) -> None:
         """Refuse what cannot be scored, naming eval/score.py's option that is missing."""
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
             raise ValueError(f"unknown metric(s) {unknown} in --metrics; choose from {', '.join(METRICS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.kind not in KINDS:
             raise ValueError(f"--kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if "fid" in self.metrics and not (self.reference or self.reference_from_dataset):
