@@ -1,5 +1,5 @@
 """eval/benchmark.py (uniemo.benchmarks): JSON structure, frozen-module gradient memory, FLOP arithmetic, the
-README table.
+README table, eval/generate.py on 1 and 2 processes.
 
 Times are never asserted (the machine is shared and timings are noise at --quick sizes); memory is, since it
 does not depend on load.
@@ -7,14 +7,20 @@ does not depend on load.
 
 import json
 import math
+import os
+import statistics
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from eval import benchmark
-from uniemo.benchmarks import report, understanding
-from uniemo.benchmarks.settings import FROZEN_GROUPS
+from uniemo.benchmarks import generation_processes, report, understanding
+from uniemo.benchmarks.settings import FROZEN_GROUPS, BenchmarkSettings
 from uniemo.classifier import EmoClassifierConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 README = """# Project
 
@@ -46,7 +52,8 @@ def quick_run(tmp_path_factory):
 def test_json_structure(quick_run):
     results, out, _ = quick_run
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
-    for key in ("environment", "understanding", "generation", "training", "memory", "demo", "checks"):
+    for key in ("environment", "understanding", "generation", "training", "memory", "demo", "generation_processes",
+                "checks"):
         assert key in results, key
     assert results["quick"] is True
     u = results["understanding"]
@@ -73,6 +80,10 @@ def test_ratios_are_positive_finite_numbers(quick_run):
         ratios += [batch[k] for k in ("ratio_vs_clip_sdpa", "ratio_vs_own_plain", "own_plain_vs_clip_sdpa",
                                       "measured_over_ideal")]
     ratios += [t[f"batch_{b}"]["images_per_s"] for b in t["batches"]]
+    p = results["generation_processes"]
+    ratios += [p[k] for k in ("speedup_generation", "speedup_wall", "speedup_generation_vs_1_thread",
+                              "speedup_wall_vs_1_thread")]
+    ratios += [c[k] for c in p["contenders"].values() for k in ("images_per_s_generation", "images_per_s_wall")]
     assert all(isinstance(r, float) and math.isfinite(r) and r > 0 for r in ratios), ratios
 
 
@@ -150,3 +161,56 @@ def test_readme_without_citation_gets_the_section_at_the_end(tmp_path):
     benchmark.update_readme(readme, "table")
     assert readme.read_text() == (f"# Title\n\nText.\n\n## Benchmarks\n\n{report.README_START}\ntable\n"
                                   f"{report.README_END}\n")
+
+
+@pytest.mark.slow
+def test_generation_on_one_and_two_processes(quick_run):
+    results = quick_run[0]
+    p, quick = results["generation_processes"], BenchmarkSettings.quick()
+    plan, rounds = p["plan"], quick.processes_rounds
+    model_emotions = json.loads((ROOT / "assets" / "uniemo-tiny" / "uniemo.json").read_text())["emotions"]
+    assert plan["emotions"] == model_emotions[:quick.processes_emotions]
+    assert plan["images"] == len(plan["emotions"]) * quick.processes_per_emotion == 4
+    assert plan["steps"] == quick.processes_steps and plan["batch_size"] == quick.processes_batch_size
+    assert plan["pipeline_calls"] == 4  # batch size 1: one call per image, 2 per process under torchrun
+    assert p["rounds"] == rounds and p["warmup"] == quick.processes_warmup
+    assert p["contenders"].keys() == generation_processes.CONTENDERS.keys()
+    for name, c in p["contenders"].items():
+        processes, threads = generation_processes.CONTENDERS[name]
+        assert (c["processes"], c["threads_per_process"]) == (processes, threads)
+        # every timed run made the whole plan in its own fresh folder, with the process count it was given
+        assert c["images_written"] == c["generated_now"] == [plan["images"]] * rounds
+        assert c["num_processes_recorded"] == [processes] * rounds
+        wall, generation = c["wall_seconds"]["all_s"], c["generation_seconds"]["all_s"]
+        assert len(wall) == len(generation) == rounds
+        assert all(0 < g < w for g, w in zip(generation, wall))  # generation.json's seconds lie inside the command
+        assert c["images_per_s_generation"] == round(plan["images"] / statistics.median(generation), 4)
+        assert c["images_per_s_wall"] == round(plan["images"] / statistics.median(wall), 4)
+        assert c["images_per_s_wall"] < c["images_per_s_generation"]
+        assert c["startup_seconds_median"] > 0
+    contenders = p["contenders"]
+    assert "torch.distributed.run" in contenders[p["sharded"]]["command"]
+    assert "torch.distributed.run" not in contenders[p["baseline"]]["command"]
+    # two processes write the images of one process pixel for pixel; 2 threads write the same files
+    assert contenders[p["sharded"]]["max_pixel_difference_vs_reference"] == [0] * rounds
+    assert contenders[p["reference"]]["max_pixel_difference_vs_reference"] == [0] * rounds
+    assert None not in contenders[p["baseline"]]["max_pixel_difference_vs_reference"]
+    assert p["two_processes_write_the_images_of_one"] is True
+    assert results["checks"]["two_processes_write_the_images_of_one"] is True
+    body = benchmark.render_table(results)
+    assert "images on 2 processes, 1 thread each (torchrun): images/s, generation only" in body
+    assert "whole command, start-up included" in body
+
+
+def test_generation_subprocess_environment_and_commands(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("MASTER_PORT", "1234")
+    env = generation_processes.child_environment(2)
+    assert "WORLD_SIZE" not in env and "MASTER_PORT" not in env  # a child never joins an enclosing launch
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)  # this checkout's uniemo
+    script = ROOT / "eval" / "generate.py"
+    assert generation_processes.command(script, 1, ["--out", "x"]) == [sys.executable, str(script), "--out", "x"]
+    two = generation_processes.command(script, 2, ["--out", "x"])
+    assert two[:4] == [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    assert two[4:] == ["--nproc_per_node", "2", str(script), "--out", "x"]

@@ -69,6 +69,11 @@ def render_table(results: dict[str, Any]) -> str:
                  _ms(ds["generate"]["median_s"]),
                  f"stock StableDiffusionPipeline, text prompt {_ms(ds['stock_sd']['median_s'])}",
                  f"{d['generate_ratio_vs_stock_sd']:.3f}x", "", ""])
+    notes = []
+    if "generation_processes" in results:
+        process_rows, process_note = _process_rows(results["generation_processes"])
+        rows += process_rows
+        notes.append(process_note)
     header = ["Measure", "UniEmo", "Baseline (same run)", "Ratio", "Target", "Holds"]
     threads = env["torch_threads"]
     speeds = {f"{model} {stage}": v["relative_speed"] for model in ("ours", "own_plain")
@@ -97,7 +102,51 @@ def render_table(results: dict[str, Any]) -> str:
         "step (weights, AdamW state, leftover gradients) + the highest bytes torch allocates during it "
         "(torch.profiler memory events).",
         f"- Demo: {d['model']}; entry points {d['entry_points']}.",
+        *notes,
     ])
+
+
+def _process_rows(p: dict[str, Any]) -> tuple[list[list[str]], str]:
+    """The rows and the note of eval/generate.py on 1 and 2 processes."""
+    c, plan = p["contenders"], p["plan"]
+    two, base, ref = c[p["sharded"]], c[p["baseline"]], c[p["reference"]]
+
+    def label(x: dict[str, Any]) -> str:
+        threads = x["threads_per_process"]
+        return (f"{x['processes']} process{'es' if x['processes'] != 1 else ''}, {threads} "
+                f"thread{'s' if threads != 1 else ''}{' each' if x['processes'] != 1 else ''}")
+
+    rows = []
+    for key, what, ratio, ratio_1 in (("generation", "generation only", "speedup_generation",
+                                       "speedup_generation_vs_1_thread"),
+                                      ("wall", "whole command, start-up included", "speedup_wall",
+                                       "speedup_wall_vs_1_thread")):
+        first = key == "generation"
+        rows.append([f"{p['script']}, {plan['images']} images on {label(two)} (torchrun): images/s, {what}",
+                     f"{two[f'images_per_s_{key}']:.2f}/s",
+                     f"{label(base)} {base[f'images_per_s_{key}']:.2f}/s; {label(ref)} "
+                     f"{ref[f'images_per_s_{key}']:.2f}/s",
+                     f"{p[ratio]:.2f}x the rate ({p[ratio_1]:.2f}x vs 1 thread)",
+                     "the images of 1 process" if first else "",
+                     _yes(p["two_processes_write_the_images_of_one"]) if first else ""])
+
+    def worst(x: dict[str, Any]) -> str:
+        diffs = x["max_pixel_difference_vs_reference"]
+        return "other files" if None in diffs else str(max(diffs))
+
+    startup = ", ".join(f"{x['startup_seconds_median']:.1f} s ({label(x)})" for x in (base, ref, two))
+    note = (f"- Generation on 1 and 2 processes: `{p['script']}` on {p['model']}, {len(plan['emotions'])} "
+            f"emotions x {plan['per_emotion']} images, {plan['steps']} {plan['scheduler']} steps at "
+            f"{plan['size']} px, batch size {plan['batch_size']} ({plan['pipeline_calls']} pipeline calls), a "
+            "fresh `--out` folder every run, each run a subprocess of the same interpreter (offline); 2 "
+            f"processes: `{p['launcher']} --nproc_per_node 2` (gloo on the CPU, the calls shared out whole). "
+            "Generation only = images / the seconds a run records in its generation.json (after start-up and "
+            f"model load); whole command = images / wall time, whose start-up took {startup}. Medians of "
+            f"{p['rounds']} interleaved rounds after {p['warmup']} untimed run(s) each; load average "
+            f"{p['load_average_start'][0]:.1f} -> {p['load_average_end'][0]:.1f} during these runs. Largest pixel "
+            f"difference from the images of {label(ref)}: {worst(two)} ({label(two)}), {worst(base)} "
+            f"({label(base)}: 2 intra-op threads may round differently).")
+    return rows, note
 
 
 def update_readme(path: str | Path, body: str) -> None:

@@ -42,6 +42,14 @@ class BenchmarkSettings:
     demo_rounds: int = 5  # generate against the stock pipeline (seconds a call)
     demo_classify_rounds: int = 25  # classify against the bare forward (milliseconds a call: cheap rounds)
     warmup: int = 1
+    # eval/generate.py on 1 and 2 processes (subprocesses on the bundled UniEmo-Tiny)
+    processes_emotions: int | None = None  # the model's first N emotions (None: all 8)
+    processes_per_emotion: int = 4
+    processes_steps: int = 10
+    processes_batch_size: int = 4
+    processes_rounds: int = 3
+    processes_warmup: int = 1  # untimed runs of every contender first (file cache, compiled kernels)
+    processes_timeout_s: float = 900.0  # one run
 
     @classmethod
     def full(cls) -> BenchmarkSettings:
@@ -57,4 +65,6 @@ class BenchmarkSettings:
             sd=dict(image_size=32), generation_steps=2, generation_rounds=3,
             train_classifier={}, train_sd={}, train_fusion_hidden=64, train_batches=(1, 4), train_rounds=3,
             demo_steps=2, demo_rounds=3, demo_classify_rounds=3,
+            processes_emotions=2, processes_per_emotion=2, processes_steps=2, processes_batch_size=1,
+            processes_rounds=1, processes_warmup=0,
         )

@@ -16,6 +16,7 @@ import transformers
 
 from uniemo.benchmarks.demo import bench_demo
 from uniemo.benchmarks.generation import bench_generation
+from uniemo.benchmarks.generation_processes import bench_generation_processes
 from uniemo.benchmarks.settings import BenchmarkSettings
 from uniemo.benchmarks.training import bench_memory, bench_training
 from uniemo.benchmarks.understanding import bench_understanding
@@ -45,16 +46,20 @@ def environment() -> dict[str, Any]:
 
 
 def run_benchmarks(settings: BenchmarkSettings, assets: str | os.PathLike, command: str, quick: bool,
-                   threads: int = 1) -> dict[str, Any]:
+                   threads: int = 1, generate_script: str | os.PathLike | None = None) -> dict[str, Any]:
     """Every measurement of ``uniemo.benchmarks`` with ``threads`` torch intra-op threads (the caller's setting
     and random stream are restored after), its pass/fail checks and the environment.
 
     Args:
         settings: sizes and repeat counts (``BenchmarkSettings.full()`` / ``quick()``).
-        assets: the folder holding ``uniemo-tiny/`` and ``examples/`` (the demo measurement's model and image).
+        assets: the folder holding ``uniemo-tiny/`` and ``examples/`` (the demo measurement's model and image;
+            UniEmo-Tiny is also the model of the 1- and 2-process generation runs).
         command: the command line recorded with the results.
         quick: recorded with the results (the README table is made from full runs).
-        threads: torch intra-op threads while timing.
+        threads: torch intra-op threads while timing in this process (the generation subprocesses set their
+            own: 2 for the single process, 1 each for two).
+        generate_script: eval/generate.py, run as subprocesses on 1 and 2 processes; ``None`` leaves that
+            measurement out.
     """
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
@@ -72,6 +77,10 @@ def run_benchmarks(settings: BenchmarkSettings, assets: str | os.PathLike, comma
                         "training": lambda: bench_training(settings),
                         "memory": lambda: bench_memory(settings),
                         "demo": lambda: bench_demo(settings, Path(assets), Path(tmp))}
+            if generate_script is not None:
+                sections["generation_processes"] = lambda: bench_generation_processes(
+                    settings, Path(assets) / "uniemo-tiny", Path(generate_script),
+                    Path(tmp) / "generation-processes")
             for name, run in sections.items():
                 section_start = time.perf_counter()
                 results[name] = run()
@@ -85,5 +94,8 @@ def run_benchmarks(settings: BenchmarkSettings, assets: str | os.PathLike, comma
         "frozen_module_grad_bytes_zero": results["memory"]["frozen_grad_bytes_is_zero"],
         "batching_raises_per_image_throughput": results["training"]["per_image_speedup"] > 1,
     }
+    if "generation_processes" in results:
+        results["checks"]["two_processes_write_the_images_of_one"] = (
+            results["generation_processes"]["two_processes_write_the_images_of_one"])
     results["elapsed_seconds"] = round(time.perf_counter() - start, 1)
     return results
