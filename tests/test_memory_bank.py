@@ -131,7 +131,7 @@ def test_two_processes_build_the_bank_of_one(learnable_emoset, tiny_stage1_dir, 
                                              tmp_path):
     """torchrun with 2 CPU processes (gloo), same global batch and seed: each process generates, scores and
     measures its share of the update, and the bank they agree on is the single-process bank, image for image
-    (the kept images, pixel for pixel) and slot for slot. The expert contrastive losses are off, as in stage 1's
+    (the kept images to within one grey level) and slot for slot. The expert contrastive losses are off, as in stage 1's
     process test: their negatives are the rows of one process, so they differ with the split by design."""
     from train import joint
 
@@ -140,7 +140,8 @@ def test_two_processes_build_the_bank_of_one(learnable_emoset, tiny_stage1_dir, 
               "validation_every=0", "memory_bank.enabled=true", "memory_bank.every=1", "memory_bank.per_emotion=3",
               "memory_bank.steps=2", "memory_bank.space_per_emotion=4", "memory_bank.scheduler=ddim",
               "batch_size=8", "report_to=none", "loss.scene=0", "loss.object=0"]
-    joint.main([*common, f"out_dir={tmp_path / 'one'}"])
+    # both runs with 1 thread per process: another thread count may round a matmul differently
+    run_torchrun(ROOT / "train" / "joint.py", [*common, f"out_dir={tmp_path / 'one'}"], nproc=1)
     run_torchrun(ROOT / "train" / "joint.py", [*common, f"out_dir={tmp_path / 'two'}"])
 
     def bank(run):
@@ -155,6 +156,7 @@ def test_two_processes_build_the_bank_of_one(learnable_emoset, tiny_stage1_dir, 
     for name, _ in items_one:
         a = np.asarray(Image.open(tmp_path / "one" / name))
         b = np.asarray(Image.open(tmp_path / "two" / name))
+        # the weights after one step differ by float summation order (an all-reduce against one batch)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, name
     scores = [json.loads((run / "memory_bank" / "step-000001" / "scores.json").read_text())["candidates"]
               for run in (tmp_path / "one", tmp_path / "two")]
