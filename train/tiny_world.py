@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from uniemo.config import build_config, merge_dicts, overrides_to_dict, parse_config, save_config
+from uniemo.config import build_config, load_preset, merge_dicts, overrides_to_dict, parse_config, save_config
 from uniemo.model_folder import kept_card, read_manifest, write_manifest
 from uniemo.training.checks import check_joint_inputs, check_probe_inputs, check_stage1_inputs
 from uniemo.training.joint_config import JointConfig
@@ -233,9 +233,12 @@ def build(cfg: TinyWorldConfig) -> dict:
                                              [check_stage1_inputs]))
     if cfg.ablation and not reusable("stage1_no_queries"):
         with timed("stage1_no_queries"):
+            # the same run but for the queries: the preset's classifier overrides (head width, dropout) are kept,
+            # use_queries is added to them (a model.overrides of its own would replace them)
+            preset = load_preset(CONFIGS / "understanding_emoshapes.yaml")
+            overrides = {**preset.get("model", {}).get("overrides", {}), "use_queries": False}
             run_stage1(build_config(UnderstandingConfig, [CONFIGS / "understanding_emoshapes.yaml"], merge_dicts(
-                stage1_options, {"out_dir": str(work / "stage1-no-queries"),
-                                 "model": {"overrides": {"use_queries": False}}})))
+                stage1_options, {"out_dir": str(work / "stage1-no-queries"), "model": {"overrides": overrides}})))
     if not reusable("probe"):
         with timed("probe"):
             run_probe(build_config(ProbeConfig, [CONFIGS / "probe_tiny.yaml"], {

@@ -4,6 +4,15 @@ After stage 2 the trained encoder runs (eval mode, evaluation transform) over th
 emotion and each of ``cls_embed``, ``scene_embed``, ``object_embed`` we store the mean and the standard
 deviation per channel. Generating from a label alone samples the three embeddings independently from
 that emotion's Gaussians. Saved as ``emotion_space.safetensors`` (tensors + emotion list in the metadata).
+
+``components=K > 1`` (ours, not the paper's) fits K Gaussians per emotion instead of one: the emotion's images
+are split by k-means on their three embeddings together, each part gets its own diagonal Gaussian and a weight
+(its share of the images), and a sample first draws a part, then the three embeddings from that part's Gaussians.
+An emotion whose images form separate groups (in EmoShapes every emotion fills two (scene, object) cells, and
+amusement's two cells share their scene and object groups crosswise with sadness's) keeps its groups apart; one
+Gaussian would sample between them, scenes of one cell with objects of the other. The per-emotion moments
+(``means``, ``stds``) are stored either way; the file gains ``<kind>_component_mean`` / ``_std`` (E, K, D) and
+``component_weights`` (E, K) only when K > 1, so a one-Gaussian file is unchanged.
 """
 
 from __future__ import annotations
@@ -22,26 +31,35 @@ FILENAME = "emotion_space.safetensors"
 
 
 class EmotionSpace:
-    """Means and stds (E, D) for each of ``KINDS``, E = number of emotions."""
+    """Means and stds (E, D) for each of ``KINDS``, E = number of emotions; with ``components``, also K
+    Gaussians per emotion: ``{"weights": (E, K), "means": {kind: (E, K, D)}, "stds": {kind: (E, K, D)}}``."""
 
     def __init__(self, emotions: tuple[str, ...], means: dict[str, Tensor], stds: dict[str, Tensor],
-                 counts: Tensor):
+                 counts: Tensor, components: dict | None = None):
         missing = [k for k in KINDS if k not in means or k not in stds]
         if missing:
             raise ValueError(f"emotion space lacks {missing}; expected {KINDS}")
         self.emotions = tuple(emotions)
         self.means, self.stds, self.counts = means, stds, counts
+        self.components = components
+
+    @property
+    def num_components(self) -> int:
+        return 1 if self.components is None else int(self.components["weights"].shape[1])
 
     @classmethod
     def fit(cls, features: dict[str, Tensor], labels: Tensor, emotions: tuple[str, ...],
-            min_std: float = 1e-6) -> EmotionSpace:
+            min_std: float = 1e-6, components: int = 1) -> EmotionSpace:
         """Fit from gathered features.
 
         Args:
             features: ``{"cls": (N, D), "scene": (N, D), "object": (N, D)}`` over the training split.
             labels: (N,) emotion indices.
             emotions: the label names (index order).
+            components: Gaussians per emotion (1: the paper's emotion space).
         """
+        if components < 1:
+            raise ValueError(f"components must be >= 1, got {components}")
         labels = labels.long().cpu()
         counts = torch.bincount(labels, minlength=len(emotions))
         empty = [emotions[i] for i in range(len(emotions)) if counts[i] == 0]
@@ -54,7 +72,25 @@ class EmotionSpace:
             # population std (a single image gives std 0, clamped to min_std)
             stds[kind] = torch.stack([x[labels == e].std(0, unbiased=False) for e in range(len(emotions))])
             stds[kind] = stds[kind].clamp_min(min_std)
-        return cls(emotions, means, stds, counts)
+        if components == 1:
+            return cls(emotions, means, stds, counts)
+        parts = {"weights": [], "means": {k: [] for k in KINDS}, "stds": {k: [] for k in KINDS}}
+        for e in range(len(emotions)):
+            rows = {k: features[k].float().cpu()[labels == e] for k in KINDS}
+            assignment = kmeans(torch.cat([_standardized(rows[k]) for k in KINDS], dim=1), components)
+            parts["weights"].append(torch.bincount(assignment, minlength=components).float() / len(assignment))
+            for kind in KINDS:
+                x = rows[kind]
+                # an empty part keeps the emotion's own moments (its weight is 0: it is never drawn)
+                parts["means"][kind].append(torch.stack([x[assignment == j].mean(0) if (assignment == j).any()
+                                                         else means[kind][e] for j in range(components)]))
+                parts["stds"][kind].append(torch.stack([x[assignment == j].std(0, unbiased=False)
+                                                        if (assignment == j).any() else stds[kind][e]
+                                                        for j in range(components)]).clamp_min(min_std))
+        mixture = {"weights": torch.stack(parts["weights"]),
+                   "means": {k: torch.stack(v) for k, v in parts["means"].items()},
+                   "stds": {k: torch.stack(v) for k, v in parts["stds"].items()}}
+        return cls(emotions, means, stds, counts, mixture)
 
     def index(self, emotion: str | int) -> int:
         if isinstance(emotion, int):
@@ -75,10 +111,15 @@ class EmotionSpace:
             ``{"cls": (num, D), "scene": (num, D), "object": (num, D)}``
         """
         e = self.index(emotion)
+        if self.components is not None:  # a part per sample, by its weight, then that part's Gaussians
+            part = torch.multinomial(self.components["weights"][e], num, replacement=True, generator=generator)
         out = {}
         for kind in KINDS:
-            mean, std = self.means[kind][e], self.stds[kind][e]
-            noise = torch.randn((num, mean.shape[0]), generator=generator, dtype=mean.dtype)
+            if self.components is None:
+                mean, std = self.means[kind][e], self.stds[kind][e]
+            else:
+                mean, std = self.components["means"][kind][e][part], self.components["stds"][kind][e][part]
+            noise = torch.randn((num, mean.shape[-1]), generator=generator, dtype=mean.dtype)
             out[kind] = mean + scale * std * noise
         return out
 
@@ -87,6 +128,10 @@ class EmotionSpace:
         tensors = {f"{k}_mean": self.means[k] for k in KINDS}
         tensors.update({f"{k}_std": self.stds[k] for k in KINDS})
         tensors["counts"] = self.counts
+        if self.components is not None:
+            tensors["component_weights"] = self.components["weights"]
+            tensors.update({f"{k}_component_mean": self.components["means"][k] for k in KINDS})
+            tensors.update({f"{k}_component_std": self.components["stds"][k] for k in KINDS})
         save_state_dict(tensors, path, metadata={"format": "pt", "emotions": json.dumps(list(self.emotions))})
         return path
 
@@ -100,9 +145,45 @@ class EmotionSpace:
             means = {k: f.get_tensor(f"{k}_mean") for k in KINDS}
             stds = {k: f.get_tensor(f"{k}_std") for k in KINDS}
             counts = f.get_tensor("counts")
-        return cls(emotions, means, stds, counts)
+            components = None
+            if "component_weights" in f.keys():
+                components = {"weights": f.get_tensor("component_weights"),
+                              "means": {k: f.get_tensor(f"{k}_component_mean") for k in KINDS},
+                              "stds": {k: f.get_tensor(f"{k}_component_std") for k in KINDS}}
+        return cls(emotions, means, stds, counts, components)
 
     def allclose(self, other: EmotionSpace, atol: float = 1e-5) -> bool:
-        return self.emotions == other.emotions and all(
+        same = self.emotions == other.emotions and self.num_components == other.num_components and all(
             torch.allclose(self.means[k], other.means[k], atol=atol)
             and torch.allclose(self.stds[k], other.stds[k], atol=atol) for k in KINDS)
+        if not same or self.components is None:
+            return same
+        mine, theirs = self.components, other.components
+        return torch.allclose(mine["weights"], theirs["weights"], atol=atol) and all(
+            torch.allclose(mine[part][k], theirs[part][k], atol=atol) for part in ("means", "stds") for k in KINDS)
+
+
+def _standardized(x: Tensor) -> Tensor:
+    """Each channel to zero mean and unit std (over the rows), then scaled by 1/sqrt(D): the three embeddings
+    weigh the same in k-means whatever their widths."""
+    return (x - x.mean(0)) / x.std(0, unbiased=False).clamp_min(1e-6) / x.shape[1] ** 0.5
+
+
+def kmeans(x: Tensor, k: int, iterations: int = 50) -> Tensor:
+    """Lloyd's k-means on the rows of ``x`` (N, F), deterministic: the first centre is the row farthest from the
+    mean, each next one the row farthest from the centres chosen (farthest-point seeding). Returns (N,) labels."""
+    if len(x) <= k:
+        return torch.arange(len(x)) % k
+    centres = [x[(x - x.mean(0)).norm(dim=1).argmax()]]
+    for _ in range(1, k):
+        distance = torch.cdist(x, torch.stack(centres)).min(dim=1).values
+        centres.append(x[distance.argmax()])
+    centres = torch.stack(centres)
+    labels = torch.cdist(x, centres).argmin(dim=1)
+    for _ in range(iterations):
+        centres = torch.stack([x[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(k)])
+        new = torch.cdist(x, centres).argmin(dim=1)
+        if torch.equal(new, labels):
+            break
+        labels = new
+    return labels

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from uniemo.data.emoshapes import (CELLS_OF, EMOTION_TABLE, OBJECT_GROUP_OF, OBJECT_GROUPS, SCENE_GROUP_OF, SCENE_GROUPS,
-                                   caption_of)
+from uniemo.data.emoshapes import (CELLS_OF, EMOTION_TABLE, OBJECT_GROUP_OF, OBJECT_GROUPS, SCENE_GROUP_OF,
+                                   SCENE_GROUPS, caption_of)
 from uniemo.data.images import open_image
 from uniemo.diffusion import encode_prompt
 from uniemo.sampling import render

@@ -220,7 +220,8 @@ def run_joint(cfg: JointConfig) -> dict:
     progress.close()
 
     # Emotion space over the training split, then the model folder
-    space = fit_emotion_space(inner.classifier, space_set, accelerator, cfg.space_batch_size, cfg.data.num_workers)
+    space = fit_emotion_space(inner.classifier, space_set, accelerator, cfg.space_batch_size, cfg.data.num_workers,
+                              cfg.emotion_space_components)
     accelerator.wait_for_everyone()
     summary = {"steps": step, "skipped_images": progress.skipped, "num_processes": accelerator.num_processes,
                "mixed_precision": accelerator.mixed_precision,

@@ -110,6 +110,9 @@ class JointConfig:
     mixed_precision: str | None = None  # no | fp16 | bf16 (frozen UNet / VAE cast to it); null: the launcher's
     resume: str | None = None
     space_batch_size: int = 64  # batch size of the emotion-space pass
+    # Gaussians per emotion in the emotion space (1: the paper's); more keep an emotion's separate groups of
+    # images apart (uniemo.emotion_space)
+    emotion_space_components: int = 1
     # accelerate trackers: tensorboard (event files in out_dir/logs/), any other accelerate tracker name, several
     # separated by commas, "all", or "none"
     report_to: str | None = "tensorboard"
@@ -121,6 +124,8 @@ class JointConfig:
     object_prompt_fraction: float = 0.0
 
     def validate(self) -> None:
+        if self.emotion_space_components < 1:
+            raise ValueError(f"emotion_space_components must be >= 1, got {self.emotion_space_components}")
         if self.model.stage1 == "":
             raise ValueError("model.stage1 is not set: pass the stage-1 model folder (train/understanding.py's final/)")
         if self.loss.condition_variant not in ("paper", "official"):

@@ -22,8 +22,9 @@ from uniemo.training.stage2 import classifier_view
 
 
 @torch.no_grad()
-def fit_emotion_space(classifier, dataset, accelerator, batch_size: int, num_workers: int):
-    """Encoder features over ``dataset`` (eval mode, eval transform), gathered over processes, fitted once."""
+def fit_emotion_space(classifier, dataset, accelerator, batch_size: int, num_workers: int, components: int = 1):
+    """Encoder features over ``dataset`` (eval mode, eval transform), gathered over processes, fitted once
+    (``components`` Gaussians per emotion; 1: the paper's emotion space)."""
     loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                             num_workers=num_workers, collate_fn=collate_records))
     was_training = classifier.training
@@ -41,7 +42,7 @@ def fit_emotion_space(classifier, dataset, accelerator, batch_size: int, num_wor
         labels.append(gathered[3].cpu())
     classifier.train(was_training)
     return EmotionSpace.fit({k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels),
-                            tuple(classifier.config.emotions))
+                            tuple(classifier.config.emotions), components=components)
 
 
 @torch.no_grad()

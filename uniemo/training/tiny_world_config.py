@@ -70,8 +70,10 @@ class UniEmoBudget:
     # stage 2's settings on top of train/configs/joint_emoshapes.yaml, as measured in the README ("How
     # UniEmo-Tiny was tuned"): L_cond at the official code's weight (at the paper's 0.3 the condition becomes an
     # emotion code that forgets the image), half the prompts naming an object, the UNet trained gently
+    # two Gaussians per emotion in the emotion space: every EmoShapes emotion fills two (scene, object) cells, and
+    # one Gaussian samples between them (amusement's cells average to sadness's; eval/tiny_diagnosis.py)
     joint_overrides: tuple[str, ...] = ("optim.lr_mappers=3e-3", "loss.condition=0.001", "object_prompt_fraction=0.5",
-                                        "model.train_unet=true", "optim.lr_unet=5e-5")
+                                        "model.train_unet=true", "optim.lr_unet=5e-5", "emotion_space_components=2")
 
 
 @dataclass
