@@ -55,5 +55,9 @@ def test_two_processes_write_what_one_writes_and_a_killed_run_resumes(tmp_path):
     resumed = json.loads((two / "generation.json").read_text())
     assert resumed["generated_now"] == len(gone) + 1  # only the missing and the cut-off images
     after = _images(two)
-    assert all(np.array_equal(images_one[k], after[k]) for k in images_one)
+    redone = set(gone) | {cut.relative_to(two).as_posix()}
+    assert all(np.array_equal(images_one[k], after[k]) for k in images_one if k not in redone)  # untouched
+    # a redone image comes from a call with other images beside it (only the missing ones): the same seed and
+    # condition, but a batched matmul may round differently, by a grey level
+    assert all(np.abs(images_one[k].astype(int) - after[k].astype(int)).max() <= 1 for k in redone)
     assert _manifest(two) == _manifest(one)
