@@ -39,13 +39,15 @@ class CellJudge:
 
     def __init__(self, clip_dir, scenes: Sequence[str], objects: Sequence[str]):
         self.scenes, self.objects = list(scenes), list(objects)
-        self.scene_judge = TinyClipJudge(clip_dir, self.scenes, "{}")
-        self.object_judge = TinyClipJudge(clip_dir, self.objects, "{}")
+        # one judge over all names: the CLIP is loaded once and each image embedded once
+        self.judge = TinyClipJudge(clip_dir, self.scenes + self.objects, "{}")
 
     def __call__(self, images: Sequence[Image.Image]) -> list[tuple[str, str, str]]:
         """(scene group, object group, the rule's emotion of that cell) per image."""
-        scenes = [self.scenes[i] for i in self.scene_judge(images).tolist()]
-        objects = [self.objects[i] for i in self.object_judge(images).tolist()]
+        sims = self.judge.similarities(images)
+        n = len(self.scenes)
+        scenes = [self.scenes[i] for i in sims[:, :n].argmax(1).tolist()]
+        objects = [self.objects[i] for i in sims[:, n:].argmax(1).tolist()]
         out = []
         for scene, obj in zip(scenes, objects):
             sg, og = SCENE_GROUP_OF[scene], OBJECT_GROUP_OF[obj]

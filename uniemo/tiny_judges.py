@@ -47,9 +47,13 @@ class TinyClipJudge:
         """L2-normalised CLIP image embeddings of PIL images, resized to the CLIP's input size."""
         return clip_image_embeddings(self.clip, clip_pixels(images, self.size))
 
+    def similarities(self, images: Sequence[Image.Image]) -> Tensor:
+        """(N, names) cosines between each image and each name's text."""
+        return self.embed(images) @ self.text.t()
+
     def __call__(self, images: Sequence[Image.Image]) -> Tensor:
         """The index of the object name the tiny CLIP finds closest to each image."""
-        return (self.embed(images) @ self.text.t()).argmax(1)
+        return self.similarities(images).argmax(1)
 
 
 def train_emo_a_probe(data_root: str | os.PathLike, clip: str | os.PathLike, out: str | os.PathLike, seed: int,
