@@ -16,3 +16,7 @@ class DataConfig:
     skip_unreadable: bool = False  # false: fail on the first unreadable image (with its path); true: skip, count
     num_workers: int = 4
     max_train_samples: int | None = None  # debug: a prefix of the training split
+    # fewer labelled images: keep this many training images per emotion (all of an emotion that has fewer),
+    # drawn without replacement by train_subset_seed (the same images for every run with that seed); null: all
+    train_per_class: int | None = None
+    train_subset_seed: int = 0

@@ -27,8 +27,8 @@ from uniemo.scoring import ImageScorer
 from uniemo.training.bank_update import update_memory_bank
 from uniemo.training.joint_config import JointConfig
 from uniemo.training.run import (CheckpointSaver, MetricsLog, TrainingProgress, backward_and_step,
-                                 dataset_options, finish_run, loader_options, sample_generators,
-                                 start_run)
+                                 dataset_options, finish_run, loader_options, restrict_training_set,
+                                 sample_generators, start_run)
 from uniemo.training.stage2 import (JointTransform, UnderstandingAndFusion, build_optimizer, joint_step,
                                     load_components, set_trainable)
 from uniemo.training.stage2_outputs import (fit_emotion_space, log_validation, validation_conditions,
@@ -80,8 +80,7 @@ def run_joint(cfg: JointConfig) -> dict:
                               JointTransform(cfg.resolution, True), on_error, **extra)
     if tuple(train_set.labels) != tuple(classifier.config.emotions):
         raise ValueError(f"dataset labels {train_set.labels} differ from the model's {classifier.config.emotions}")
-    if cfg.data.max_train_samples:
-        train_set.entries = train_set.entries[:cfg.data.max_train_samples]
+    restrict_training_set(train_set, cfg.data)
     val_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.val_split,
                             JointTransform(cfg.resolution, False), on_error, **extra)
     arch = classifier.config

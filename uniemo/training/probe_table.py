@@ -22,7 +22,7 @@ from uniemo.data import build_dataset, build_transform, collate_records
 from uniemo.probe import EmotionProbeConfig, clip_image_embeddings, probe_accuracy, probe_probabilities, train_probe
 from uniemo.training.checks import clip_identity
 from uniemo.training.probe_config import ProbeConfig, ProbeModelConfig
-from uniemo.training.run import dataset_options
+from uniemo.training.run import dataset_options, restrict_training_set
 
 logger = logging.getLogger("uniemo.training.probe")
 
@@ -100,8 +100,7 @@ def run_probe(cfg: ProbeConfig) -> dict:
     extra = dataset_options(cfg.data)
     on_error = "skip" if cfg.data.skip_unreadable else "raise"
     train_set = build_dataset(cfg.data.dataset, cfg.data.root, cfg.data.train_split, transform, on_error, **extra)
-    if cfg.data.max_train_samples:
-        train_set.entries = train_set.entries[:cfg.data.max_train_samples]
+    restrict_training_set(train_set, cfg.data)
     emotions = tuple(train_set.labels)
     val_set = None
     if cfg.data.val_split:

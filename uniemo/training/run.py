@@ -21,6 +21,7 @@ from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_s
 from tqdm.auto import tqdm
 
 from uniemo.config import config_to_dict, save_config
+from uniemo.data.subsets import per_class_subset
 from uniemo.training.curves import CURVES_FILE, plot_training_curves
 from uniemo.distributed import cpu_processes
 from uniemo.training.utils import mixed_precision_setting
@@ -97,6 +98,15 @@ def finish_run(accelerator: Accelerator, out_dir: str | Path, title: str) -> Non
     if accelerator.is_main_process and (out_dir / "metrics.jsonl").is_file():
         plot_training_curves(out_dir / "metrics.jsonl", out_dir / CURVES_FILE, title)
     accelerator.end_training()
+
+
+def restrict_training_set(train_set, data) -> None:
+    """Apply a ``DataConfig``'s training-set limits to ``train_set`` in place: ``train_per_class`` images per
+    emotion (``per_class_subset``, seeded by ``train_subset_seed``), then the ``max_train_samples`` prefix."""
+    if data.train_per_class is not None:
+        train_set.entries = per_class_subset(train_set.entries, data.train_per_class, data.train_subset_seed)
+    if data.max_train_samples:
+        train_set.entries = train_set.entries[:data.max_train_samples]
 
 
 def dataset_options(data) -> dict:

@@ -26,8 +26,8 @@ from uniemo.metrics import classification_report
 from uniemo.model_folder import write_manifest
 from uniemo.training.checks import clip_identity
 from uniemo.training.run import (CheckpointSaver, MetricsLog, TrainingProgress, backward_and_step,
-                                 dataset_options, finish_run, loader_options, sample_generators,
-                                 start_run)
+                                 dataset_options, finish_run, loader_options, restrict_training_set,
+                                 sample_generators, start_run)
 from uniemo.training.stage1_config import UnderstandingConfig
 from uniemo.training.utils import cosine_with_warmup, freeze_gradless
 
@@ -177,8 +177,7 @@ def run_stage1(cfg: UnderstandingConfig) -> dict:
                             on_error, **extra)
     if tuple(train_set.labels) != tuple(arch.emotions):
         raise ValueError(f"dataset labels {train_set.labels} differ from the model's {arch.emotions}")
-    if cfg.data.max_train_samples:
-        train_set.entries = train_set.entries[:cfg.data.max_train_samples]
+    restrict_training_set(train_set, cfg.data)
     scenes, objects = train_set.attribute_vocab()
     targets = AttributeTargets.from_text_encoder(scenes, objects, AttributeTextEncoder(clip_model, clip_tokenizer))
     del clip_model  # the text embeddings are cached; the text tower is no longer needed
