@@ -20,135 +20,29 @@ losses only):
         model.correlation=runs/joint-tiny/final model.diffusion=runs/joint-tiny/final/diffusion \
         data.root=DATA feedback.manifest=runs/fb1/manifest.jsonl feedback.proportion=0.2 out_dir=runs/joint-fb1
 
-Real path (GPU): ``python train/feedback.py model=runs/joint-emoset-sd15/final probe=runs/probe-emoset-vit-l-14 per_emotion=1000
-device=cuda out_dir=runs/feedback-1``.
+Real path (GPU): ``python train/feedback.py model=runs/joint-emoset-sd15/final probe=runs/probe-emoset-vit-l-14
+per_emotion=1000 device=cuda out_dir=runs/feedback-1``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from uniemo.config import parse_config, save_config
+from uniemo.config import parse_config
+from uniemo.training.feedback_round_config import FeedbackRoundConfig
 
-logger = logging.getLogger("uniemo.train.feedback")
 PRESETS = {p.stem.replace("feedback_", ""): p for p in (Path(__file__).parent / "configs").glob("feedback_*.yaml")}
-CANDIDATES_DIR = "candidates"
-
-
-@dataclass
-class Config:
-    model: str = ""  # UniEmo model folder (train/joint.py's final/)
-    probe: str = ""  # train/probe.py run folder: the α probe in probe/ and its CLIP in config.yaml
-    clip: str | None = None  # override the probe's CLIP (Hub id or folder); null: the one the probe was trained on
-    out_dir: str = "runs/feedback"
-    per_emotion: int = 100  # M candidates per emotion
-    eta: float = 20.0  # η: the top η % of each ranking is dropped
-    delta: float = 80.0  # δ: ranks at or below δ % are dropped
-    bands: str = "per_emotion"  # per_emotion (rank within each emotion's candidates) | global (Alg. 1 over all)
-    seed: int = 0  # S of the candidate seeds
-    steps: int | None = None  # sampler steps; null: the model's recommended setting, else the official 50
-    guidance: float | None = None  # null: the model's, else 7.5
-    scheduler: str | None = None  # null: the model's, else unipc
-    size: int | None = None  # null: the model's resolution
-    batch_size: int = 8  # images per pipeline call
-    score_batch_size: int = 64  # images per CLIP forward
-    device: str = "auto"
-
-    def validate(self) -> None:
-        if not self.model:
-            raise ValueError("model is not set: pass model=<UniEmo model folder> (train/joint.py's final/)")
-        if not self.probe:
-            raise ValueError("probe is not set: pass probe=<train/probe.py run folder> (the α probe and its CLIP)")
-        if not 0.0 <= self.eta <= self.delta <= 100.0:
-            raise ValueError(f"need 0 <= eta <= delta <= 100, got eta={self.eta}, delta={self.delta}")
-        if self.bands not in ("per_emotion", "global"):
-            raise ValueError(f"bands must be per_emotion or global, got {self.bands!r}")
-        if self.per_emotion < 1:
-            raise ValueError(f"per_emotion must be >= 1, got {self.per_emotion}")
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run one round; returns the summary (also in feedback.json)."""
-    cfg = parse_config(Config, argv, presets=PRESETS, description=__doc__)
-
-    import torch
-
-    from uniemo.attributes import AttributeTargets
-    from uniemo.data.feedback import MANIFEST_NAME, read_manifest
-    from uniemo.filtering import select_feedback
-    from uniemo.generation_plan import generate_folder
-    from uniemo.pipeline import UniEmoPipeline
-    from uniemo.scoring import ImageScorer
+    cfg = parse_config(FeedbackRoundConfig, argv, presets=PRESETS, description=__doc__)
+    # imported after parsing, so that --help and a bad config answer without loading torch
+    from uniemo.training.feedback_round import run_feedback_round
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    t0 = time.time()
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.yaml")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-
-    # 1. Candidates: M per emotion, fixed seeds (resumable: existing images are kept)
-    candidates = out_dir / CANDIDATES_DIR
-    pipe = UniEmoPipeline.from_pretrained(cfg.model, device=device)
-    generation = generate_folder(pipe, candidates, model=cfg.model, per_emotion=cfg.per_emotion, seed=cfg.seed,
-                                 steps=cfg.steps, guidance=cfg.guidance, scheduler=cfg.scheduler, size=cfg.size,
-                                 batch_size=cfg.batch_size)
-    del pipe  # the scorer's CLIP takes its place in memory
-    emotions = generation["emotions"]
-    records = [r for r in read_manifest(candidates) if r["kind"] == "generate"]
-
-    # 2. Scores from CLIP features: P_emo (α probe, intended emotion) and S_sem (zero-shot over the attributes)
-    attributes = AttributeTargets.load(cfg.model)
-    scorer = ImageScorer.from_probe_run(cfg.probe, attributes.scenes, attributes.objects, device=device,
-                                        clip=cfg.clip, batch_size=cfg.score_batch_size)
-    if tuple(scorer.emotions) != tuple(emotions):
-        raise ValueError(f"the probe's emotions {scorer.emotions} differ from the model's {tuple(emotions)}")
-    intended = [emotions.index(r["emotion"]) for r in records]
-    scores = scorer.feedback_scores([r["path"] for r in records], intended, progress="score candidates")
-
-    # 3. Algorithm 1: inside the [η, δ) band of both rankings
-    kept = select_feedback(scores["emotion_score"], scores["semantic_score"], cfg.eta, cfg.delta,
-                           groups=intended if cfg.bands == "per_emotion" else None)
-    kept_set = set(kept)
-
-    # 4. Manifest of the kept images (paths relative to out_dir) and the record of every candidate
-    rows = []
-    for i, record in enumerate(records):
-        relative = Path(record["path"]).relative_to(candidates).as_posix()  # read_manifest joined candidates/
-        rows.append({"path": f"{CANDIDATES_DIR}/{relative}", "kind": "generate", "emotion": record["emotion"],
-                     "seed": record["seed"], "index": record["index"], "emotion_score": float(scores["emotion_score"][i]),
-                     "semantic_score": float(scores["semantic_score"][i]),
-                     "predicted": emotions[int(scores["predicted"][i])], "kept": i in kept_set})
-    (out_dir / MANIFEST_NAME).write_text("".join(json.dumps({k: v for k, v in row.items() if k != "kept"}) + "\n"
-                                                 for row in rows if row["kept"]))
-    per_emotion = {e: {"candidates": sum(1 for r in rows if r["emotion"] == e),
-                       "kept": sum(1 for r in rows if r["emotion"] == e and r["kept"])} for e in emotions}
-    emotion_score = scores["emotion_score"].double()
-    summary = {
-        "model": cfg.model,
-        "probe": cfg.probe,
-        "num_candidates": len(rows),
-        "num_kept": len(kept),
-        "kept_fraction": len(kept) / max(1, len(rows)),
-        "per_emotion": per_emotion,
-        "mean_emotion_score": {"all": emotion_score.mean().item(),
-                               "kept": emotion_score[kept].mean().item() if kept else None},
-        "probe_accuracy_on_candidates": (scores["predicted"] == torch.tensor(intended)).double().mean().item(),
-        "band": {"eta": cfg.eta, "delta": cfg.delta, "bands": cfg.bands,
-                 "rule": "kept iff floor(n*eta/100) <= rank < floor(n*delta/100) in both rankings "
-                         "(rank 0 = highest score, ties by input order)"},
-        "generation": generation["settings"],
-        "manifest": str(out_dir / MANIFEST_NAME),
-        "seconds": round(time.time() - t0, 2),
-    }
-    (out_dir / "feedback.json").write_text(json.dumps({**summary, "candidates": rows}, indent=2) + "\n")
-    logger.info("kept %d of %d candidates (%.1f %%); manifest %s", len(kept), len(rows),
-                100 * summary["kept_fraction"], summary["manifest"])
-    return summary
+    return run_feedback_round(cfg)
 
 
 if __name__ == "__main__":
