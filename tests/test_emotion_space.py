@@ -84,6 +84,38 @@ def test_kmeans_is_deterministic_and_handles_small_sets():
         EmotionSpace.fit(*_two_cells(n=4), EMOTIONS, components=0)
 
 
+def test_sampling_one_component_draws_only_from_it():
+    features, labels = _two_cells()
+    space = EmotionSpace.fit(features, labels, EMOTIONS, components=2)
+    for j in range(2):
+        x = space.sample("amusement", 50, torch.Generator().manual_seed(0), scale=0.0, component=j)
+        torch.testing.assert_close(x["scene"], space.components["means"]["scene"][0][j].expand(50, -1))
+    with pytest.raises(ValueError, match="component"):
+        space.sample("amusement", 1, component=2)
+    single = EmotionSpace.fit(features, labels, EMOTIONS)
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    assert torch.equal(single.sample("sadness", 3, g(), component=0)["cls"], single.sample("sadness", 3, g())["cls"])
+    with pytest.raises(ValueError, match="one Gaussian"):
+        single.sample("sadness", 1, component=1)
+
+
+def test_kmeans_splits_the_groups_not_the_outliers():
+    """Two groups of 100 rows and 5 mislabelled rows far from both (EmoShapes' 5 % label noise): the split must
+    follow the groups. Farthest-point seeding alone starts a centre on an outlier and ends with a cluster of
+    the 5 outliers and one spanning both groups; the least-inertia start over k-means++ restarts does not."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(100, 6, generator=g) + torch.tensor([5.0, 0, 0, 0, 0, 0])
+    b = torch.randn(100, 6, generator=g) - torch.tensor([5.0, 0, 0, 0, 0, 0])
+    outliers = torch.randn(5, 6, generator=g) * 0.3 + torch.tensor([0.0, 20.0, 0, 0, 0, 0])
+    x = torch.cat([a, b, outliers])
+    labels = kmeans(x, 2)
+    assert labels[:100].unique().numel() == 1 and labels[100:200].unique().numel() == 1
+    assert labels[0] != labels[100]
+    single_start = kmeans(x, 2, restarts=0)  # farthest-point seeding only: the failure this guards against
+    assert single_start[200:].unique().numel() == 1 and (single_start[:200] != single_start[200]).all()
+    assert torch.equal(kmeans(x, 2), labels)  # deterministic (seeded restarts)
+
+
 def test_refitting_a_model_folder_with_two_components(tiny_model_dir, learnable_emoset, tmp_path):
     """train/emotion_space.py: a copy of the model folder with a two-part space, which the pipeline samples."""
     from train.emotion_space import main

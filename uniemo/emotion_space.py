@@ -102,17 +102,25 @@ class EmotionSpace:
         return self.emotions.index(emotion)
 
     def sample(self, emotion: str | int, num: int, generator: torch.Generator | None = None,
-               scale: float = 1.0) -> dict[str, Tensor]:
+               scale: float = 1.0, component: int | None = None) -> dict[str, Tensor]:
         """Draw ``num`` independent samples of the three embeddings for one emotion.
 
         Args:
             scale: multiplies the stds (0 gives the means: the emotion's centroid).
+            component: draw from this part of a mixture only (default: a part per sample, by the weights).
         Returns:
             ``{"cls": (num, D), "scene": (num, D), "object": (num, D)}``
         """
         e = self.index(emotion)
+        if component is not None:
+            if self.components is None and component != 0:
+                raise ValueError(f"this emotion space has one Gaussian per emotion: component must be 0 or None, "
+                                 f"got {component}")
+            if self.components is not None and not 0 <= component < self.num_components:
+                raise ValueError(f"component must lie in 0..{self.num_components - 1}, got {component}")
         if self.components is not None:  # a part per sample, by its weight, then that part's Gaussians
-            part = torch.multinomial(self.components["weights"][e], num, replacement=True, generator=generator)
+            part = (torch.full((num,), component, dtype=torch.long) if component is not None else
+                    torch.multinomial(self.components["weights"][e], num, replacement=True, generator=generator))
         out = {}
         for kind in KINDS:
             if self.components is None:
@@ -169,16 +177,50 @@ def _standardized(x: Tensor) -> Tensor:
     return (x - x.mean(0)) / x.std(0, unbiased=False).clamp_min(1e-6) / x.shape[1] ** 0.5
 
 
-def kmeans(x: Tensor, k: int, iterations: int = 50) -> Tensor:
-    """Lloyd's k-means on the rows of ``x`` (N, F), deterministic: the first centre is the row farthest from the
-    mean, each next one the row farthest from the centres chosen (farthest-point seeding). Returns (N,) labels."""
+def kmeans(x: Tensor, k: int, iterations: int = 50, restarts: int = 10, seed: int = 0) -> Tensor:
+    """Lloyd's k-means on the rows of ``x`` (N, F), deterministic; returns (N,) labels.
+
+    Several starts, the partition of least within-cluster sum of squares wins: farthest-point seeding (the first
+    centre the row farthest from the mean, each next one the row farthest from the centres chosen) and
+    ``restarts`` k-means++ seedings drawn from a generator seeded by ``seed``. Farthest-point seeding alone picks
+    outliers (a mislabelled image far from its label's groups) and can end with one cluster of outliers and one
+    that spans two groups; the least-inertia start does not.
+    """
     if len(x) <= k:
         return torch.arange(len(x)) % k
+    starts = [_farthest_point_centres(x, k)]
+    generator = torch.Generator().manual_seed(seed)
+    starts += [_kmeans_plus_plus_centres(x, k, generator) for _ in range(restarts)]
+    best, best_inertia = None, float("inf")
+    for centres in starts:
+        labels, inertia = _lloyd(x, centres, iterations)
+        if inertia < best_inertia - 1e-9:
+            best, best_inertia = labels, inertia
+    return best
+
+
+def _farthest_point_centres(x: Tensor, k: int) -> Tensor:
     centres = [x[(x - x.mean(0)).norm(dim=1).argmax()]]
     for _ in range(1, k):
         distance = torch.cdist(x, torch.stack(centres)).min(dim=1).values
         centres.append(x[distance.argmax()])
-    centres = torch.stack(centres)
+    return torch.stack(centres)
+
+
+def _kmeans_plus_plus_centres(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """k-means++ seeding: each next centre drawn with probability proportional to its squared distance."""
+    centres = [x[torch.randint(len(x), (1,), generator=generator)].squeeze(0)]
+    for _ in range(1, k):
+        weight = torch.cdist(x, torch.stack(centres)).min(dim=1).values.square()
+        if weight.sum() <= 0:  # every row is a centre already
+            weight = torch.ones(len(x))
+        centres.append(x[torch.multinomial(weight, 1, generator=generator)].squeeze(0))
+    return torch.stack(centres)
+
+
+def _lloyd(x: Tensor, centres: Tensor, iterations: int) -> tuple[Tensor, float]:
+    """Lloyd's iterations from ``centres``; returns the labels and their within-cluster sum of squares."""
+    k = len(centres)
     labels = torch.cdist(x, centres).argmin(dim=1)
     for _ in range(iterations):
         centres = torch.stack([x[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(k)])
@@ -186,4 +228,5 @@ def kmeans(x: Tensor, k: int, iterations: int = 50) -> Tensor:
         if torch.equal(new, labels):
             break
         labels = new
-    return labels
+    centres = torch.stack([x[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(k)])
+    return labels, float((x - centres[labels]).square().sum())
