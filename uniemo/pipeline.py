@@ -30,6 +30,7 @@ from pathlib import Path
 import huggingface_hub
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from uniemo.attributes import AttributeTargets
@@ -322,9 +323,28 @@ class UniEmoPipeline:
         return fuse_features(self.classifier, self.fusion, self.correlation, feats, emotion_idx)
 
     @torch.no_grad()
-    def condition(self, emotion: str, num_images: int = 1, seed: int = 0, image=None) -> torch.Tensor:
+    def component_for_noun(self, emotion: str, noun: str) -> int | None:
+        """The part of ``emotion``'s mixture whose mean object embedding lies nearest the noun's text embedding
+        in the attribute base (``None`` when the space has one Gaussian per emotion, the classifier has no expert
+        queries, or the noun is not in the base). Transfer draws from it, so that the condition's own objects
+        agree with the noun where the emotion allows it (ours; with one Gaussian per emotion, the paper's)."""
+        e = self._emotion_index(emotion)
+        space = self.emotion_space
+        if space.components is None or not self.classifier.config.use_queries or \
+                noun not in self.attributes.names("object"):
+            return None
+        means = space.components["means"]["object"][e].to(self.device, self.dtype)
+        points = F.normalize(self.classifier.object_proj(means), dim=-1)
+        similarity = self.attributes.similarities(points, "object")[:, self.attributes.names("object").index(noun)]
+        similarity[space.components["weights"][e].to(similarity.device) == 0] = -float("inf")  # parts never drawn
+        return int(similarity.argmax())
+
+    @torch.no_grad()
+    def condition(self, emotion: str, num_images: int = 1, seed: int = 0, image=None,
+                  component: int | None = None) -> torch.Tensor:
         """The fused condition c (num_images, C) for ``emotion``: from the emotion space (seed ``seed + i`` for
-        row i), or, when ``image`` is given, from that reference image's own features (same row repeated)."""
+        row i; ``component``: from that part of the emotion's mixture only), or, when ``image`` is given, from that
+        reference image's own features (same row repeated)."""
         e = self._emotion_index(emotion)
         if image is not None:
             pixel_values = self.transform(open_image(image)).unsqueeze(0).to(self.device, self.dtype)
@@ -333,8 +353,8 @@ class UniEmoPipeline:
             embeds = [t.float().expand(num_images, -1) for t in embeds]
         else:
             scale = float(self.defaults.get("space_scale", 1.0))  # 1: the fitted Gaussians as they are
-            rows = [self.emotion_space.sample(e, 1, torch.Generator().manual_seed(seed + i), scale=scale)
-                    for i in range(num_images)]
+            rows = [self.emotion_space.sample(e, 1, torch.Generator().manual_seed(seed + i), scale=scale,
+                                              component=component) for i in range(num_images)]
             embeds = [torch.cat([r[k] for r in rows]).to(self.device) for k in ("cls", "scene", "object")]
         return self._condition_from_embeds(*embeds, e)
 
@@ -405,7 +425,8 @@ class UniEmoPipeline:
             noun_guidance_scale = self.defaults.get("noun_guidance_scale")
         if noun_guidance_scale is not None:
             check_guidance("noun_guidance_scale", noun_guidance_scale)
-        c = self.condition(emotion, num_images, seed, image=image)
+        component = None if image is not None else self.component_for_noun(emotion, noun)
+        c = self.condition(emotion, num_images, seed, image=image, component=component)
         if noun_guidance_scale is None or float(noun_guidance_scale) == settings[1]:
             return self._render(self.prompt_embeds(c, noun), seed, settings, callback)
         return self._render_composed(self.prompt_embeds(c), self.prompt_embeds(c, noun), float(noun_guidance_scale),
