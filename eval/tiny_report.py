@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -36,6 +37,8 @@ def parse_args(argv):
     p.add_argument("--model", default="assets/uniemo-tiny", help="the bundled model folder")
     p.add_argument("--data-root", required=True, help="EmoShapes folder (train/tiny_world.py's emoshapes/)")
     p.add_argument("--no-queries", help="stage-1 model folder trained without expert queries (same budget)")
+    p.add_argument("--fresh-root", help="another EmoShapes folder, generated with another seed (python -m "
+                                        "uniemo.data.emoshapes --seed 424242 ...): classification on its test split")
     p.add_argument("--clip", help="tiny CLIP folder (default: <model>/clip)")
     p.add_argument("--probe", help="emotion probe folder (default: <model>/probe)")
     p.add_argument("--per-emotion", type=int, default=16, help="generated images per emotion (fixed seeds)")
@@ -59,6 +62,8 @@ def render_markdown(report: dict) -> str:
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
     rows = [
         ("Classification, EmoShapes test split (top-1)", pct(c["test_top1"]), "chance 12.5 %"),
+        *([(f"... on a freshly generated EmoShapes test set (seed {c['fresh_set_seed']}, {c['fresh_set_images']} "
+            "images)", pct(c["fresh_set_top1"]), "images drawn with another seed, never seen")] if "fresh_set_top1" in c else []),
         ("Same budget without expert queries (top-1)", pct(c["test_top1_without_expert_queries"])
          if "test_top1_without_expert_queries" in c else "not measured", "stage 1 with use_queries=false"),
         (f"Generated images recognised as their emotion, by the bundled classifier ({g['per_emotion']} seeds "
@@ -82,7 +87,9 @@ def render_markdown(report: dict) -> str:
          + (f"; guidance {report['sampler'].get('transfer_guidance_scale', report['sampler']['guidance_scale'])}"
             f", noun guidance {report['sampler']['noun_guidance_scale']}"
             if report["sampler"].get("noun_guidance_scale") is not None else "")),
-        ("Load the bundle", f"{lat['load']:.2f} s", "offline, 2 CPU cores"),
+        ("Load the bundle", f"{lat['load']:.2f} s", "offline, 2 CPU cores" + (
+            f"; load average {lat['load_average']:.1f} when the latencies were taken" if "load_average" in lat
+            else "")),
         ("classify / generate / transfer / fuse (one image)",
          f"{lat['classify']:.3f} / {lat['generate']:.2f} / {lat['transfer']:.2f} / {lat['fuse']:.2f} s",
          f"{report['sampler']['num_inference_steps']} {report['sampler']['scheduler']} steps"),
@@ -125,6 +132,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.no_queries:
         ablation = evaluate(args.no_queries, "emoshapes", args.data_root, "test")
         report["classification"]["test_top1_without_expert_queries"] = ablation["top1"]
+    if args.fresh_root:
+        fresh = evaluate(model_dir, "emoshapes", args.fresh_root, "test")
+        fresh_seed = json.loads((Path(args.fresh_root) / "emoshapes.json").read_text())["config"]["seed"]
+        report["classification"].update(fresh_set_top1=fresh["top1"], fresh_set_seed=fresh_seed,
+                                        fresh_set_images=fresh["num_images"])
 
     # 4a. load time
     t0 = time.perf_counter()
@@ -225,7 +237,9 @@ def main(argv: list[str] | None = None) -> dict:
                           "judge_accuracy_on_real_test_images": judge_on_real,
                           "neutral_object_recognised": sum(neutral_hits.values()) / total}
 
-    # 4b. latencies of single calls (first call after load, then the median of repeats)
+    # 4b. latencies of single calls (first call after load, then the median of repeats); the machine's load
+    # average says whether anything else shared the CPU
+    report["latency_seconds"]["load_average"] = round(os.getloadavg()[0], 2)
     image = test_set[0]["pixel_values"]
     lat = report["latency_seconds"]
     for name, call in (("classify", lambda: pipe.classify(image)), ("generate", lambda: pipe.generate("awe")),
