@@ -1,16 +1,9 @@
 """One offline round of explicit feedback (paper III-C, Algorithm 1; docs/method.md section 7).
 
-generate -> score -> filter -> write a manifest; stage 2 then continues on the mix of real and kept images:
-
-1. generate M candidates per emotion with the trained model (``uniemo.generation_plan``, fixed seeds
-   S + 1000·index(e) + i, written to ``out_dir/candidates/``);
-2. score each candidate from its CLIP features: P_emo, the α probe's probability of the intended emotion
-   (``train/probe.py``'s ``<probe>/probe/``, with the CLIP it was trained on), and S_sem, the highest
-   zero-shot CLIP probability over the model's attribute base (``uniemo.scoring``);
-3. keep the candidates inside the [η %, δ %) rank band of both scores (``uniemo.filtering.select_feedback``;
-   bands per emotion by default);
-4. write ``out_dir/manifest.jsonl`` (the kept images, intended emotion as label) and ``out_dir/feedback.json``
-   (every candidate's scores and whether it was kept, counts per emotion, settings).
+Generate M candidates per emotion, score them (P_emo from the α probe, S_sem from zero-shot CLIP over the
+attribute base), keep those inside the [η %, δ %) band of both rankings, and write ``out_dir/manifest.jsonl`` and
+``out_dir/feedback.json``. The round itself is ``uniemo.training.feedback_round.run_feedback_round``; this is its
+command line.
 
 Continue stage 2 on the mix (generated images are a share p of the training set and feed the understanding
 losses only):
