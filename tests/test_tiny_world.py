@@ -172,6 +172,24 @@ def test_smoke_build_from_nothing(tmp_path):
     assert len(UniEmoPipeline.from_pretrained(out).generate("awe", num_images=1, num_inference_steps=2)) == 1
 
 
+@pytest.mark.slow
+def test_smoke_build_at_64_px(tmp_path):
+    """The build at EmoShapes' own 64 px: a three-block VAE (64 px -> 16 x 16 latents, as 32 px -> 16 x 16 with
+    two blocks), stage 2 at 64 px, and a model folder whose every call answers 64-px images."""
+    from train.tiny_world import main
+    from uniemo import UniEmoPipeline
+
+    out = tmp_path / "bundle"
+    main(["--smoke", "--out", str(out), f"work_dir={tmp_path / 'work'}", "threads=2", "ablation=false",
+          "sd.resolution=64", "sd.vae_channels=[32,64,64]"])
+    pipe = UniEmoPipeline.from_pretrained(out)
+    assert pipe.resolution == 64
+    assert pipe.sd.vae.config.block_out_channels == [32, 64, 64]
+    for images in (pipe.generate("fear", num_inference_steps=2), pipe.transfer("awe", "cake", num_inference_steps=2),
+                   pipe.fuse("amusement", "anger", 0.5, num_inference_steps=2)):
+        assert images[0].size == (64, 64)
+
+
 def test_step_signatures_follow_what_each_step_reads():
     from train.tiny_world import step_signatures
     from uniemo.training.tiny_world_config import TinyWorldConfig as Config
