@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from uniemo.claims_table import plot_claims, stats, summarise, table_markdown, write_table
+from uniemo.claims_table import (README_END, README_START, plot_claims, stats, summarise, table_markdown,
+                                 update_readme, write_table)
 from uniemo.config import build_config
 from uniemo.data.base import ImageEntry
 from uniemo.data.subsets import per_class_subset
@@ -69,6 +70,11 @@ def test_stats_and_summary_are_hand_computable():
     explicit = summary["claims"]["explicit"]  # with - without feedback: +1, 0, -1
     assert explicit["difference"]["mean"] == pytest.approx(0.0) and explicit["treatment_wins"] == 1
     assert summary["arms"]["stage1"]["mean"] == pytest.approx(70.0)
+    assert summary["weight_change"] == {}  # none recorded in these results
+    with_changes = _results()
+    for k, seed in enumerate(with_changes["low"].values()):
+        seed["weight_change"] = {"stage 2": 0.01 * (k + 1)}
+    assert summarise(with_changes)["low"]["weight_change"]["stage 2"]["mean"] == pytest.approx(0.02)
     table = table_markdown(summarise(_results()))
     assert "| +3.00 ± 2.00 | 3 of 3 |" in table and "| 70.00 ± 10.00 |" in table
 
@@ -86,6 +92,33 @@ def test_a_regime_without_an_arm_leaves_its_claims_out(tmp_path):
     assert (tmp_path / "claims.png").stat().st_size > 10_000
 
 
+def test_update_readme_rewrites_only_its_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\nrest\n")
+    summary = summarise(_results())
+    update_readme(readme, summary)
+    assert readme.read_text() == f"intro\n{README_START}\n{table_markdown(summary)}{README_END}\nrest\n"
+    (tmp_path / "bare.md").write_text("no block\n")
+    with pytest.raises(ValueError, match="claims:start"):
+        update_readme(tmp_path / "bare.md", summary)
+    from uniemo.training.claims import run_claims
+
+    with pytest.raises(ValueError, match="block"):  # refused before any training
+        run_claims(ClaimsConfig(data_root=str(tmp_path), readme=str(tmp_path / "bare.md")),
+                   {"stage1": "-", "probe": "-", "joint": "-"})
+
+
+def test_readme_quotes_the_measured_claims_table():
+    """The README's claims table is the one the command wrote into docs/claims/claims.json."""
+    measured = json.loads((ROOT / "docs" / "claims" / "claims.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    quoted = readme.split(README_START, 1)[1].split(README_END, 1)[0]
+    assert quoted.strip() == table_markdown(measured["summary"]).strip()
+    summary = measured["summary"]
+    assert all(len(part["seeds"]) >= 3 for part in summary.values()), "3 seeds or more in every regime"
+    assert set(summary) == {"low", "default"}
+
+
 def test_config_rejects_an_unknown_regime_and_repeated_seeds():
     with pytest.raises(ValueError, match="regimes"):
         build_config(ClaimsConfig, overrides={"regimes": ["tiny"]})
@@ -98,7 +131,7 @@ def test_claims_runner_end_to_end_resumes_and_reruns_only_what_changed(tmp_path)
     """Every arm of one regime and seed on a small EmoShapes with UniEmo-Tiny's CLIP and SD, a few steps each;
     a second call keeps every arm; a changed continuation budget reruns the two continuations only."""
     from uniemo.data.emoshapes import EmoShapesConfig, generate_emoshapes
-    from uniemo.training.claims import MEASURED_ARMS, RESULT_FILE, run_claims
+    from uniemo.training.claims import MEASURED_ARMS, RESULT_FILE, WEIGHT_CHANGES, run_claims
 
     configs = ROOT / "train" / "configs"
     presets = {"stage1": configs / "understanding_emoshapes.yaml", "probe": configs / "probe_tiny.yaml",
@@ -112,6 +145,10 @@ def test_claims_runner_end_to_end_resumes_and_reruns_only_what_changed(tmp_path)
     out = run_claims(ClaimsConfig(**options), presets)
     seed = out["results"]["low"]["4"]
     assert set(seed["top1"]) == set(MEASURED_ARMS)
+    changes = seed["weight_change"]
+    assert set(changes) == {name for name, _, _ in WEIGHT_CHANGES}
+    assert changes["stage 2"] > 0 and changes["continuation"] > 0  # the stage-2 arms trained the classifier
+    assert "largest weight change" in (tmp_path / "runs" / "claims.md").read_text()
     assert all(0.0 <= v <= 1.0 for v in seed["top1"].values())
     assert seed["feedback_round"]["num_candidates"] == 16
     saved = json.loads((tmp_path / "runs" / "claims.json").read_text())

@@ -25,6 +25,7 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
 )
 PANEL_TITLES = {"queries": "(a) expert queries", "implicit": "(b) stage 2 vs stage 1 alone",
                 "implicit_same_budget": "(b) stage 2 vs L_U-only stage 2", "explicit": "(c) explicit feedback"}
+README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
 ARM_NAMES = {"stage1": "stage 1", "stage1_no_queries": "stage 1, no queries", "joint": "stage 1 + stage 2",
              "joint_lu_only": "stage 1 + stage 2 (L_U only)", "with_feedback": "+ feedback round",
              "without_feedback": "+ continuation, real only"}
@@ -52,7 +53,9 @@ def summarise(results: Mapping[str, Mapping[str, Mapping]]) -> dict:
             diffs = [a - b for a, b in zip(arms[treatment]["values"], arms[control]["values"])]
             claims[key] = {"claim": text, "treatment": treatment, "control": control, "difference": stats(diffs),
                            "treatment_wins": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs)}
-        out[regime] = {"seeds": names, "arms": arms, "claims": claims}
+        changes = [seeds[s]["weight_change"] for s in names if "weight_change" in seeds[s]]
+        weight_change = {k: stats([c[k] for c in changes]) for k in (changes[0] if changes else {})}
+        out[regime] = {"seeds": names, "arms": arms, "claims": claims, "weight_change": weight_change}
     return out
 
 
@@ -88,6 +91,12 @@ def write_table(summary: Mapping, cfg, path: str | Path) -> Path:
             "`python -m train.claims`.", "",
             table_markdown(summary), "Regimes:", ""]
     text += [f"- **{r}**: {regimes[r]}; seeds done: {', '.join(summary[r]['seeds'])}" for r in summary]
+    rows = [(regime, name, s) for regime, part in summary.items() for name, s in part.get("weight_change", {}).items()]
+    if rows:
+        text += ["", "How far each step moved the classifier: the largest change of any of its weights (mean over "
+                 "seeds; stage 2 trains the queries, Interactive Blocks and projections):", "",
+                 "| regime | between | largest weight change |", "|---|---|---|"]
+        text += [f"| {regime} | {name} | {s['mean']:.2e} |" for regime, name, s in rows]
     text += ["", f"Stage 2: {cfg.joint_steps} steps at batch {cfg.joint_batch_size} after stage 1; the feedback "
              f"round generates {cfg.feedback_per_emotion} candidates per emotion, keeps those in the 20-80 % band "
              f"of both scores, and the two continuations run {cfg.continuation_steps} steps (kept images "
@@ -121,3 +130,14 @@ def plot_claims(summary: Mapping, path: str | Path) -> Path:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return Path(path)
+
+
+def update_readme(path: str | Path, summary: Mapping) -> None:
+    """Rewrite the table between ``README_START`` and ``README_END`` in ``path`` (both markers must be there)."""
+    path = Path(path)
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path} has no {README_START} ... {README_END} block to rewrite")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    path.write_text(f"{head}{README_START}\n{table_markdown(summary)}{README_END}{tail}")

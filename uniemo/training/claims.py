@@ -30,8 +30,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
-from uniemo.claims_table import plot_claims, summarise, write_table
+from uniemo.claims_table import README_END, README_START, plot_claims, summarise, update_readme, write_table
 from uniemo.config import build_config, config_to_dict, load_preset, merge_dicts, overrides_to_dict
 from uniemo.training.claims_config import ClaimsConfig
 from uniemo.training.feedback_round import run_feedback_round
@@ -83,6 +84,20 @@ class Arms:
 def top1_on_test(cfg: ClaimsConfig, model_folder: Path) -> float:
     """Top-1 accuracy of a model folder's classifier on the EmoShapes test split."""
     return evaluate(model_folder, "emoshapes", cfg.data_root, "test", batch_size=cfg.eval_batch_size)["top1"]
+
+
+def weight_change(before: Path, after: Path) -> float:
+    """The largest absolute change of any classifier weight between two model folders."""
+    a, b = (load_file(str(folder / "classifier" / "model.safetensors")) for folder in (before, after))
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+# (name, folder before, folder after): how far each stage-2 arm moved the classifier, and what its treatment
+# added beyond its control
+WEIGHT_CHANGES: tuple[tuple[str, str, str], ...] = (
+    ("stage 2", "stage1", "joint"), ("stage 2 with L_U only", "stage1", "joint_lu_only"),
+    ("L_cond and L_diff beyond L_U", "joint_lu_only", "joint"), ("continuation", "joint", "without_feedback"),
+    ("kept images beyond the continuation", "without_feedback", "with_feedback"))
 
 
 def run_seed(cfg: ClaimsConfig, regime: str, seed: int, presets: dict[str, Path]) -> dict:
@@ -157,8 +172,9 @@ def run_seed(cfg: ClaimsConfig, regime: str, seed: int, presets: dict[str, Path]
     top1["with_feedback"] = joint_arm("with_feedback", merge_dicts(continued, {"feedback": {
         "manifest": kept["manifest"], "proportion": cfg.feedback_proportion}}), ("joint", "feedback_round"))
     top1["without_feedback"] = joint_arm("without_feedback", continued, ("joint",))
-    return {"top1": top1, "feedback_round": {k: kept[k] for k in ("num_candidates", "num_kept",
-                                                                   "probe_accuracy_on_candidates")}}
+    changes = {name: weight_change(folder / a / "final", folder / b / "final") for name, a, b in WEIGHT_CHANGES}
+    return {"top1": top1, "weight_change": changes,
+            "feedback_round": {k: kept[k] for k in ("num_candidates", "num_kept", "probe_accuracy_on_candidates")}}
 
 
 def run_claims(cfg: ClaimsConfig, presets: dict[str, Path]) -> dict:
@@ -179,6 +195,10 @@ def run_claims(cfg: ClaimsConfig, presets: dict[str, Path]) -> dict:
     for key in ("stage1", "probe", "joint"):
         if key not in presets:
             raise ValueError(f"presets lacks {key!r}")
+    if cfg.readme:  # refuse before training, not after the first seed
+        text = Path(cfg.readme).read_text()
+        if README_START not in text or README_END not in text:
+            raise ValueError(f"readme {cfg.readme} has no {README_START} ... {README_END} block to rewrite")
     torch.set_num_threads(cfg.threads)
     report = Path(cfg.report_dir or cfg.out_dir)
     report.mkdir(parents=True, exist_ok=True)
@@ -195,4 +215,6 @@ def run_claims(cfg: ClaimsConfig, presets: dict[str, Path]) -> dict:
             (report / "claims.json").write_text(json.dumps(out, indent=1) + "\n")
             write_table(summary, cfg, report / "claims.md")
             plot_claims(summary, report / "claims.png")
+            if cfg.readme:
+                update_readme(cfg.readme, summary)
     return out

@@ -27,6 +27,7 @@ class ClaimsConfig:
     diffusion: str = "assets/uniemo-tiny/diffusion"  # the frozen tiny Stable Diffusion of stage 2
     out_dir: str = "runs/claims"  # the arms' run folders
     report_dir: str | None = None  # claims.json, claims.md, claims.png; null: out_dir
+    readme: str | None = None  # a README whose claims block (uniemo.claims_table.README_START ... END) to rewrite
     seeds: tuple[int, ...] = (1, 2, 3)  # UniEmo-Tiny was built and tuned with seed 0
     regimes: tuple[str, ...] = REGIMES
     low_per_class: int = 20  # labelled training images per emotion in the low regime
