@@ -99,14 +99,6 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, body: str) -> None:
-    text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{path} has no {README_START} ... {README_END} block")
-    head, rest = text.split(README_START, 1)
-    path.write_text(head + README_START + "\n" + body + "\n" + README_END + rest.split(README_END, 1)[1])
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
@@ -116,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     from uniemo.data.emoshapes import CELLS_OF, OBJECT_GROUP_OF
     from uniemo.figures import real_and_generated_grid
     from uniemo.probe import EmotionProbe
+    from uniemo.readme_block import replace_block
     from uniemo.tiny_judges import TinyClipJudge
     from uniemo.understanding_eval import evaluate
 
@@ -259,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.figure:
         real_and_generated_grid(args.figure, first_images(test_set, emotions, 3), generated, emotions)
     if args.readme:
-        update_readme(Path(args.readme), render_markdown(report))
+        replace_block(args.readme, README_START, README_END, render_markdown(report))
     print(json.dumps({k: report[k] for k in ("classification", "generation", "transfer")}, indent=1)[:2000])
     return report
 

@@ -11,6 +11,7 @@ from uniemo.claims_table import (README_END, README_START, plot_claims, stats, s
 from uniemo.config import build_config
 from uniemo.data.base import ImageEntry
 from uniemo.data.subsets import per_class_subset
+from uniemo.readme_block import quoted_block
 from uniemo.training.claims_config import ClaimsConfig
 from uniemo.training.data_config import DataConfig
 from uniemo.training.run import restrict_training_set
@@ -112,8 +113,7 @@ def test_readme_quotes_the_measured_claims_table():
     """The README's claims table is the one the command wrote into docs/claims/claims.json."""
     measured = json.loads((ROOT / "docs" / "claims" / "claims.json").read_text())
     readme = (ROOT / "README.md").read_text()
-    quoted = readme.split(README_START, 1)[1].split(README_END, 1)[0]
-    assert quoted.strip() == table_markdown(measured["summary"]).strip()
+    assert quoted_block(readme, README_START, README_END) == table_markdown(measured["summary"]).strip()
     summary = measured["summary"]
     assert all(len(part["seeds"]) >= 3 for part in summary.values()), "3 seeds or more in every regime"
     assert set(summary) == {"low", "default"}

@@ -138,11 +138,11 @@ def test_report_numbers_are_recorded():
 def test_readme_quotes_the_report():
     """The README's table is the one eval/tiny_report.py renders from the bundle's report.json."""
     from eval.tiny_report import README_END, README_START, render_markdown
+    from uniemo.readme_block import quoted_block
 
     report = json.loads((BUNDLE / "report.json").read_text())
     readme = (ROOT / "README.md").read_text()
-    quoted = readme.split(README_START, 1)[1].split(README_END, 1)[0]
-    assert quoted.strip() == render_markdown(report).strip()
+    assert quoted_block(readme, README_START, README_END) == render_markdown(report).strip()
 
 
 @pytest.mark.slow

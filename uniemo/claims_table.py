@@ -15,6 +15,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from uniemo.readme_block import replace_block
+
 # (key, what it claims, treatment arm, control arm)
 CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("queries", "expert queries help understanding", "stage1", "stage1_no_queries"),
@@ -134,10 +136,4 @@ def plot_claims(summary: Mapping, path: str | Path) -> Path:
 
 def update_readme(path: str | Path, summary: Mapping) -> None:
     """Rewrite the table between ``README_START`` and ``README_END`` in ``path`` (both markers must be there)."""
-    path = Path(path)
-    text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{path} has no {README_START} ... {README_END} block to rewrite")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    path.write_text(f"{head}{README_START}\n{table_markdown(summary)}{README_END}{tail}")
+    replace_block(path, README_START, README_END, table_markdown(summary))

@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 
 from uniemo.claims_table import README_END, README_START, plot_claims, summarise, update_readme, write_table
 from uniemo.config import build_config, config_to_dict, load_preset, merge_dicts, overrides_to_dict
+from uniemo.readme_block import check_block
 from uniemo.training.claims_config import ClaimsConfig
 from uniemo.training.feedback_round import run_feedback_round
 from uniemo.training.feedback_round_config import FeedbackRoundConfig
@@ -163,7 +164,7 @@ def run_seed(cfg: ClaimsConfig, regime: str, seed: int, presets: dict[str, Path]
     joint_final = folder / "joint" / "final"
     round_cfg = FeedbackRoundConfig(model=str(joint_final), probe=probe_dir, out_dir=str(folder / "feedback_round"),
                                     per_emotion=cfg.feedback_per_emotion, seed=seed,
-                                    steps=cfg.feedback_sampler_steps, batch_size=16, device="cpu")
+                                    steps=cfg.feedback_sampler_steps, batch_size=16)
     kept = arms.run("feedback_round", asdict(round_cfg), ("joint", "probe"), lambda: {
         k: v for k, v in run_feedback_round(round_cfg).items()
         if k in ("num_candidates", "num_kept", "probe_accuracy_on_candidates", "manifest")})
@@ -196,9 +197,7 @@ def run_claims(cfg: ClaimsConfig, presets: dict[str, Path]) -> dict:
         if key not in presets:
             raise ValueError(f"presets lacks {key!r}")
     if cfg.readme:  # refuse before training, not after the first seed
-        text = Path(cfg.readme).read_text()
-        if README_START not in text or README_END not in text:
-            raise ValueError(f"readme {cfg.readme} has no {README_START} ... {README_END} block to rewrite")
+        check_block(cfg.readme, README_START, README_END)
     torch.set_num_threads(cfg.threads)
     report = Path(cfg.report_dir or cfg.out_dir)
     report.mkdir(parents=True, exist_ok=True)
