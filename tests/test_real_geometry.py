@@ -27,6 +27,7 @@ leaves it out.
 import gc
 import json
 import resource
+import shutil
 import time
 
 import numpy as np
@@ -99,7 +100,8 @@ def _write_sd15(path):
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
-    """The CLIP (folder and OpenAI file), the SD 1.5 folder and the EmoShapes data, written once."""
+    """The CLIP (folder and OpenAI file), the SD 1.5 folder and the EmoShapes data, written once and removed when
+    the session ends (with every model folder the stages wrote under it)."""
     from uniemo.data.emoshapes import EmoShapesConfig, generate_emoshapes
 
     root = tmp_path_factory.mktemp("real_geometry")
@@ -108,7 +110,10 @@ def world(tmp_path_factory):
     clip_folder, clip_file = _timed("write CLIP ViT-B/32 (file + folder)", _write_clip, root)
     sd = root / "sd15"
     _timed("write SD 1.5 folder", _write_sd15, sd)
-    return {"root": root, "data": data, "clip": clip_folder, "clip_file": clip_file, "sd": sd}
+    yield {"root": root, "data": data, "clip": clip_folder, "clip_file": clip_file, "sd": sd}
+    # the models written here come to about 18 GB; pytest keeps its last three base temp folders, so leaving them
+    # would fill a disk after a few runs
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _reset_accelerate():
