@@ -1,0 +1,101 @@
+"""An EmoSym model folder, written and read here only.
+
+    emosym.json            what the folder is: the base MLLM (Hub id, or a folder inside this one), the text
+                           encoder of the rationales, the emotions, the two token ids, LoRA's settings, the run's
+                           figures
+    adapter/               peft's save of the LoRA weights and the two trainable token rows
+    processor/             the processor, its tokenizer holding [EMO] and [CTX]
+    heads.safetensors      cls_head.* and con_head.*
+    rationales.json        the knowledge base's distinct sentences, and rationales.safetensors their text embeddings
+
+The base MLLM's weights are not copied (they are the Hub's, or the tiny world's folder beside the adapter).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from uniemo.emosym.mllm import EmoSymModel, load_mllm
+from uniemo.emosym.rationales import RationaleBase
+
+DESCRIPTOR = "emosym.json"
+FORMAT_VERSION = 1
+
+
+def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, info: Mapping[str, Any]) -> Path:
+    """Write ``model`` (peft-wrapped), its rationale base and ``info`` (``mllm``, ``text_encoder``, ``emotions``,
+    any figures) to ``folder``."""
+    for key in ("mllm", "text_encoder", "emotions"):
+        if key not in info:
+            raise ValueError(f"info needs {key!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.mllm.save_pretrained(folder / "adapter")
+    model.processor.save_pretrained(folder / "processor")
+    heads = {f"cls_head.{k}": v for k, v in model.cls_head.state_dict().items()}
+    heads.update({f"con_head.{k}": v for k, v in model.con_head.state_dict().items()})
+    save_file({k: v.detach().contiguous().cpu() for k, v in heads.items()}, folder / "heads.safetensors")
+    (folder / "rationales.json").write_text(json.dumps(base.sentences, indent=0) + "\n")
+    save_file({"embeds": base.embeds.contiguous().cpu()}, folder / "rationales.safetensors")
+    descriptor = {"format_version": FORMAT_VERSION, **info, "token_ids": [model.emo_id, model.ctx_id],
+                  "text_dim": model.con_head[0].in_features, "num_classes": model.cls_head[-1].out_features}
+    (folder / DESCRIPTOR).write_text(json.dumps(descriptor, indent=2) + "\n")
+    return folder
+
+
+def read_descriptor(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / DESCRIPTOR
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not an EmoSym model folder: {DESCRIPTOR} is missing")
+    info = json.loads(path.read_text())
+    if info.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {info.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    return info
+
+
+def base_source(folder: str | Path, info: Mapping[str, Any]) -> str:
+    """The base MLLM's folder or Hub id: a relative folder is looked up inside ``folder`` first."""
+    inside = Path(folder) / info["mllm"]
+    return str(inside) if inside.is_dir() else info["mllm"]
+
+
+def load_emosym(folder: str | Path, dtype: str = "fp32", trainable: bool = False,
+                mllm: str | None = None) -> tuple[EmoSymModel, RationaleBase, dict[str, Any]]:
+    """The model, its rationale base and descriptor. ``trainable`` keeps LoRA and the token rows trainable
+    (continuing training); ``mllm`` overrides the recorded base (another copy of the same weights)."""
+    from peft import PeftModel
+
+    folder = Path(folder)
+    info = read_descriptor(folder)
+    base, _ = load_mllm(mllm or base_source(folder, info), dtype)
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(folder / "processor")
+    if base.get_input_embeddings().num_embeddings < len(processor.tokenizer):
+        base.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+    wrapped = PeftModel.from_pretrained(base, folder / "adapter", is_trainable=trainable)
+    model = EmoSymModel(wrapped, processor, tuple(info["token_ids"]), info["text_dim"], info["num_classes"])
+    heads = load_file(folder / "heads.safetensors")
+    model.cls_head.load_state_dict({k[len("cls_head."):]: v for k, v in heads.items() if k.startswith("cls_head.")})
+    model.con_head.load_state_dict({k[len("con_head."):]: v for k, v in heads.items() if k.startswith("con_head.")})
+    sentences = json.loads((folder / "rationales.json").read_text())
+    base_kb = RationaleBase(sentences, load_file(folder / "rationales.safetensors")["embeds"])
+    model.eval()
+    return model, base_kb, info
+
+
+@torch.no_grad()
+def explain(model: EmoSymModel, base: RationaleBase, images, k: int = 1):
+    """Probabilities and the ``k`` rationales nearest to each image's [CTX] (in h_CTX's space: the base's
+    embeddings through ``con_head``)."""
+    device = next(model.cls_head.parameters()).device
+    batch = {key: v.to(device) for key, v in model.encode(images).items()}
+    out = model(**batch)
+    in_ctx_space = RationaleBase(base.sentences, model.project_rationales(base.embeds.to(device)))
+    return out.logits.float().softmax(-1).cpu(), in_ctx_space.nearest(out.ctx_hidden, k)
