@@ -1,0 +1,119 @@
+"""EmoSym's steps 1 and 2 end to end on the CPU: the tiny Qwen2-VL pretrained on EmoShapes captions (a few
+steps), the tiny CLIP's text tower for the rule's rationales, step 1 (compression) and step 2 (reward) through
+their command lines, and the model folders they write loaded back offline."""
+
+import json
+
+import pytest
+import torch
+
+from uniemo.constants import EMOTIONS
+from uniemo.data.emoshapes import EmoShapesConfig, generate_emoshapes
+from uniemo.emosym.model_folder import explain, load_emosym
+from uniemo.emosym.rationales import emoshapes_rationale
+from uniemo.emosym.tiny_mllm import TinyMLLMConfig
+from uniemo.emosym.tiny_pretrain import MLLMPretrainConfig, answer_labels, caption_prompt, pretrain_tiny_mllm
+from uniemo.training.tiny_pretrain import read_split
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from uniemo.clip import build_tiny_clip
+
+    root = tmp_path_factory.mktemp("emosym_world")
+    data = generate_emoshapes(root / "emoshapes", EmoShapesConfig(num_train=64, num_val=16, num_test=8, seed=3,
+                                                                  label_noise=0.0), progress=False)
+    records = read_split(data, "train")
+    log = []
+    mllm = pretrain_tiny_mllm(MLLMPretrainConfig(steps=30, batch_size=16, lr=3e-3, warmup=5), TinyMLLMConfig(), 0,
+                              records, root / "mllm", log.append)
+    clip, tokenizer = build_tiny_clip(image_size=32, patch_size=8)
+    clip.save_pretrained(root / "clip")
+    tokenizer.save_pretrained(root / "clip")
+    return {"root": root, "data": data, "mllm": mllm, "clip": root / "clip", "pretrain_log": log}
+
+
+def test_caption_pretraining_masks_all_but_the_answer_and_learns(world):
+    from transformers import AutoProcessor
+
+    losses = [r["loss"] for r in world["pretrain_log"] if "loss" in r]
+    assert losses[-1] < losses[0]
+    processor = AutoProcessor.from_pretrained(world["mllm"])
+    tok = processor.tokenizer
+    ids = tok([caption_prompt("a skull in a cemetery")], return_tensors="pt")
+    labels = answer_labels(ids["input_ids"], ids["attention_mask"], tok.convert_tokens_to_ids("<|im_start|>"))
+    kept = labels[0][labels[0] != -100].tolist()
+    assert tok.decode(kept) == "a skull in a cemetery<|im_end|>"
+
+
+@pytest.fixture(scope="module")
+def compressed(world):
+    from train.emosym_compress import main
+
+    out = world["root"] / "compress"
+    final = main(["--preset", "tiny", f"data.root={world['data']}", f"model.mllm={world['mllm']}",
+                  f"model.text_encoder={world['clip']}", "batch_size=16", "max_steps=8", "eval_every=4",
+                  "log_every=1", f"out_dir={out}"])
+    return out, final
+
+
+def test_step1_writes_a_folder_that_explains_with_the_rules_sentences(world, compressed):
+    out, final = compressed
+    assert final["steps"] == 8 and 0 <= final["best_val_top1"] <= 1
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    terms = [r for r in records if "train/loss_nce" in r]
+    assert len(terms) == 8 and all(r["train/loss_ce"] > 0 and r["train/loss_nce"] > 0 for r in terms)
+    model, base, info = load_emosym(out / "final")
+    assert info["step"] == "compress" and info["emotions"] == list(EMOTIONS)
+    # the knowledge base is the rule's sentences of the training images
+    train = read_split(world["data"], "train")
+    assert set(base.sentences) == {emoshapes_rationale(r["scene"], r["objects"]) for r in train}
+    from PIL import Image
+
+    images = [Image.open(r["path"]) for r in train[:3]]
+    probs, reasons = explain(model, base, images, k=2)
+    assert probs.shape == (3, 8) and torch.allclose(probs.sum(1), torch.ones(3))
+    assert all(len(r) == 2 and r[0][0] in base.sentences and r[0][1] >= r[1][1] for r in reasons)
+
+
+def test_step1_leaves_the_base_mllm_as_it_was(world, compressed):
+    out, _ = compressed
+    from transformers import Qwen2VLForConditionalGeneration
+
+    model, _, _ = load_emosym(out / "final")
+    saved = dict(Qwen2VLForConditionalGeneration.from_pretrained(world["mllm"]).named_parameters())
+    loaded = {n.replace("base_model.model.", "").replace(".base_layer", "").replace(".token_adapter", ""): p
+              for n, p in model.mllm.named_parameters() if "lora_" not in n and "trainable_tokens" not in n}
+    assert set(saved) == set(loaded)
+    for name, tensor in saved.items():
+        if name.endswith("embed_tokens.weight"):  # grown by the two token rows; the others are as saved
+            assert torch.equal(loaded[name][:tensor.shape[0]], tensor)
+            assert loaded[name].shape[0] == tensor.shape[0] + 2
+        else:
+            assert torch.equal(loaded[name], tensor), name
+    lora_b = [p for n, p in model.mllm.named_parameters() if "lora_B" in n]
+    assert any(p.abs().sum() > 0 for p in lora_b)  # and LoRA did learn
+
+
+def test_step2_trains_against_the_frozen_step1_model(world, compressed):
+    from train.emosym_reward import main
+
+    out = world["root"] / "reward"
+    final = main(["--preset", "tiny", f"data.root={world['data']}", f"model.init={compressed[0] / 'final'}",
+                  "batch_size=16", "max_steps=4", "eval_every=2", "log_every=1", f"out_dir={out}"])
+    assert final["steps"] == 4
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "train/loss_kl" in r]
+    assert len(steps) == 4
+    assert steps[0]["train/loss_kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
+    assert all(r["train/loss_beta"] in (0.05, 0.1, 0.2) for r in steps)
+    assert steps[0]["train/loss_beta"] == 0.2  # KL below 0.1
+    _, _, info = load_emosym(out / "final")
+    assert info["step"] == "reward" and info["init"] == str(compressed[0] / "final")
+
+
+def test_step2_refuses_to_start_without_step1(world):
+    from train.emosym_reward import main
+
+    with pytest.raises((ValueError, SystemExit)):
+        main(["--preset", "tiny", f"data.root={world['data']}", "out_dir=/nonexistent"])

@@ -1,0 +1,106 @@
+"""The options of EmoSym's steps 1 (reasoning-knowledge compression) and 2 (verifiable reward), the command lines
+``train/emosym_compress.py`` and ``train/emosym_reward.py``. No torch import here.
+
+Defaults are EmoSym's on EmoSet with Qwen2-VL-2B-Instruct (LoRA r 64 / alpha 128 / dropout 0.05, lr 1e-4, 3
+epochs, loss 0.5 CE + 0.5 InfoNCE at tau 0.07, bf16); the tiny world's preset overrides them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from uniemo.training.data_config import DataConfig
+
+
+@dataclass
+class EmoSymModelConfig:
+    mllm: str = "Qwen/Qwen2-VL-2B-Instruct"  # Hub id or local folder of a Qwen2-VL (model and processor)
+    # the frozen text encoder of the rationales (a CLIP; its projected text features are the InfoNCE targets)
+    text_encoder: str = "openai/clip-vit-large-patch14"
+    init: str | None = None  # an EmoSym model folder to continue from (step 2 starts from step 1's)
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    dtype: str = "bf16"  # the MLLM's weights: bf16 | fp32 (the heads and LoRA train in fp32 either way)
+
+
+@dataclass
+class RationaleConfig:
+    source: str = "attributes"  # emoshapes (the rule's sentences) | file (JSONL, templates as fallback) | attributes
+    file: str | None = None  # the JSONL file of source=file: {"image": ..., "rationale": ...} per line
+
+
+@dataclass
+class EmoSymCompressConfig:
+    data: DataConfig = field(default_factory=lambda: DataConfig(num_workers=2))
+    model: EmoSymModelConfig = field(default_factory=EmoSymModelConfig)
+    rationales: RationaleConfig = field(default_factory=RationaleConfig)
+    ce_weight: float = 0.5
+    nce_weight: float = 0.5
+    temperature: float = 0.07
+    lr: float = 1e-4  # LoRA, the two token rows and the heads
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    grad_clip: float = 1.0
+    out_dir: str = "runs/emosym-compress"
+    seed: int = 0
+    batch_size: int = 8  # global batch (split across processes)
+    grad_accum_steps: int = 1
+    epochs: int = 3
+    max_steps: int | None = None  # overrides epochs when set (optimizer steps)
+    eval_every: int | None = None  # steps; null = once per epoch
+    eval_batch_size: int = 16
+    log_every: int = 10
+    mixed_precision: str | None = None  # no | fp16 | bf16; null: the launcher's
+    report_to: str | None = "tensorboard"
+    collective_timeout: int = 1800
+
+    def validate(self) -> None:
+        if not self.data.val_split:
+            raise ValueError("data.val_split is required: the step selects its model on it")
+        if self.batch_size < 1 or self.grad_accum_steps < 1:
+            raise ValueError("batch_size and grad_accum_steps must be >= 1")
+        if self.model.dtype not in ("bf16", "fp32"):
+            raise ValueError(f"model.dtype must be bf16 or fp32, got {self.model.dtype!r}")
+        if self.rationales.source not in ("emoshapes", "file", "attributes"):
+            raise ValueError(f"rationales.source must be emoshapes, file or attributes, got "
+                             f"{self.rationales.source!r}")
+        if self.rationales.source == "file" and not self.rationales.file:
+            raise ValueError("rationales.source=file needs rationales.file=/path/to/rationales.jsonl")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be no, fp16, bf16 or null, got {self.mixed_precision!r}")
+
+
+@dataclass
+class EmoSymRewardConfig:
+    """Step 2: the policy starts from ``model.init`` (step 1's folder), a frozen copy of it is the reference."""
+    data: DataConfig = field(default_factory=lambda: DataConfig(num_workers=2))
+    model: EmoSymModelConfig = field(default_factory=EmoSymModelConfig)
+    lr: float = 1e-5  # LoRA, the two token rows and cls_head
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    grad_clip: float = 1.0
+    out_dir: str = "runs/emosym-reward"
+    seed: int = 0
+    batch_size: int = 8
+    grad_accum_steps: int = 1
+    epochs: int = 1
+    max_steps: int | None = None
+    eval_every: int | None = None
+    eval_batch_size: int = 16
+    log_every: int = 10
+    mixed_precision: str | None = None
+    report_to: str | None = "tensorboard"
+    collective_timeout: int = 1800
+
+    def validate(self) -> None:
+        if not self.model.init:
+            raise ValueError("step 2 starts from step 1's model folder: pass model.init=/path/to/compress/final")
+        if not self.data.val_split:
+            raise ValueError("data.val_split is required: the step selects its model on it")
+        if self.batch_size < 1 or self.grad_accum_steps < 1:
+            raise ValueError("batch_size and grad_accum_steps must be >= 1")
+        if self.model.dtype not in ("bf16", "fp32"):
+            raise ValueError(f"model.dtype must be bf16 or fp32, got {self.model.dtype!r}")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be no, fp16, bf16 or null, got {self.mixed_precision!r}")
