@@ -14,7 +14,11 @@ the real 49 408-token BPE tokenizer), then measures on one CUDA GPU:
     next to the stock diffusers ``StableDiffusionPipeline`` called with a text prompt (same UNet, scheduler,
     steps, guidance, size and image count), in interleaved rounds; seconds per image and the ratio;
 (c) the official code's setting: batch 1, fp16, the frozen UNet left at ``requires_grad=True`` (so it computes
-    and keeps parameter gradients that no optimizer reads), against ours at the same batch and precision.
+    and keeps parameter gradients that no optimizer reads), against ours at the same batch and precision;
+(d) EmoSym: step 1's training (``train/emosym_compress.py``: LoRA r 64 / alpha 128 and the two token rows on
+    Qwen2-VL-2B-Instruct's geometry in bf16, 0.5 CE + 0.5 InfoNCE, AdamW) on 448-px images at batch 1 and 8:
+    seconds per step, images per second and peak memory (``uniemo.gpu_check.emosym``), after the UniEmo models
+    are freed.
 
 Everything goes to ``--out`` (JSON): the device, library versions, geometry, each configuration's numbers and
 the ratios (batch 8 over batch 1 per image, checkpointing over none, bf16 over fp16, official over ours,
@@ -64,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # torch and the library load only now: --help answers at once
     import torch
 
+    from uniemo.gpu_check.emosym import EmoSymCheckSettings, run_emosym
     from uniemo.gpu_check.generation import run_generation
     from uniemo.gpu_check.measure import Device, environment, log
     from uniemo.gpu_check.models import GpuCheckSettings, build_models, geometry
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "checkpointing_*_ratio: checkpointed over plain; bf16_over_fp16: seconds per step",
             "official": "*_official_over_ours: the released code's setting over ours (batch 1, fp16, plain)",
             "generation": "ratio_vs_stock: UniEmo's seconds over the stock pipeline's, median of per-round ratios",
+            "emosym": "EmoSym step 1 on Qwen2-VL-2B's geometry (bf16, LoRA r 64): s_per_step median of the timed "
+                      "steps per batch size, peak_bytes over its steps",
         },
     }
     log(f"building the models ({'tiny' if args.cpu_smoke else 'SD 1.5 + ViT-L/14'} geometry, random weights)")
@@ -122,6 +129,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         device.clear()
         results["generation"] = run_generation(parts, settings, device)
         elapsed["generation"] = round(time.perf_counter() - t, 1)
+        del parts
+        device.clear()
+        t = time.perf_counter()
+        emosym_settings = EmoSymCheckSettings.smoke() if args.cpu_smoke else EmoSymCheckSettings()
+        results["emosym"] = run_emosym(emosym_settings, device, args.cpu_smoke, args.seed)
+        elapsed["emosym"] = round(time.perf_counter() - t, 1)
     elapsed["total"] = round(time.perf_counter() - start, 1)
     results["elapsed_s"] = elapsed
     out = Path(args.out)

@@ -101,7 +101,7 @@ def test_cpu_smoke_writes_every_section(tmp_path):
     results = json.loads(out.read_text())
     assert results == json.loads(json.dumps(returned))
     assert results["mode"] == "cpu-smoke"
-    for key in ("environment", "settings", "geometry", "training", "official", "generation", "elapsed_s"):
+    for key in ("environment", "settings", "geometry", "training", "official", "generation", "emosym", "elapsed_s"):
         assert results[key], key
     assert {"device_name", "torch", "diffusers"} <= set(results["environment"])
     assert results["geometry"]["classifier"]["preset"] == "tiny"
@@ -130,6 +130,13 @@ def test_cpu_smoke_writes_every_section(tmp_path):
     for key in ("peak_ratio_official_over_ours", "s_per_step_ratio_official_over_ours",
                 "images_per_s_ours_best_over_official"):
         assert _positive(official[key]), key
+
+    emosym = results["emosym"]
+    assert emosym["mllm"] == "tiny Qwen2-VL" and [c["batch"] for c in emosym["configs"]] == [1, 2]
+    assert 0 < emosym["trainable_parameters"] < emosym["parameters"]
+    for c in emosym["configs"]:
+        assert c["losses_finite"] and c["image_tokens"] == 16  # 64 px: 8 x 8 patches of 8 px, merged 2 x 2
+        assert _positive(c["s_per_step"]) and _positive(c["peak_bytes"])
 
     generation = results["generation"]
     assert generation["scheduler"] == "UniPCMultistepScheduler" and generation["dtype"] == "fp16"

@@ -13,6 +13,10 @@ that only the real sizes bring show up without the weights.
 - ``build_classifier`` / ``build_vit_l14_classifier``: ``EmoClassifier`` at a preset's geometry
   (``uniemo.classifier.BACKBONE_PRESETS``; ViT-L/14: width 1024, 24 layers, 16 heads, patch 14, 224 px).
 - ``build_fusion``: ``EmoFusion`` from a classifier's width to a text encoder's (768 for SD 1.5).
+- ``qwen2vl_2b_config`` / ``build_qwen2vl_2b``: Qwen2-VL-2B-Instruct's ``config.json`` values (language model
+  width 1536, 28 layers, 12 query and 2 key/value heads, vocabulary 151 936, tied embeddings, multimodal RoPE
+  sections (16, 24, 24); vision tower width 1280, 32 layers, patch 14, merged 2 x 2), EmoSym's MLLM, as a
+  transformers ``Qwen2VLForConditionalGeneration`` (about 2.21 B parameters).
 - ``random_uniemo_parts``: the random emotion space, attribute base and α table that turn a classifier, a
   fusion and a Stable Diffusion pipeline into a working ``UniEmoPipeline`` (``UniEmoParts.pipeline``).
 
@@ -114,6 +118,41 @@ def build_sd15_pipeline(seed: int = 0, layers_per_block: int = 2,
         vae=vae, text_encoder=text_encoder, tokenizer=build_clip_bpe_tokenizer(), unet=unet,
         scheduler=PNDMScheduler.from_config(sd15_scheduler_config()), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
+
+
+# Qwen2-VL's special tokens (its tokenizer's added tokens): the ids the model's config refers to
+QWEN2VL_TOKEN_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
+                     "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|image_pad|>": 151655,
+                     "<|video_pad|>": 151656}
+QWEN2VL_TOKENIZER_SIZE = 151657  # the tokenizer's length; the embedding has 151 936 rows (room for added tokens)
+
+
+def qwen2vl_2b_config() -> dict[str, Any]:
+    """Qwen2-VL-2B-Instruct's config.json values (transformers 5 layout: ``text_config`` and ``vision_config``)."""
+    return dict(
+        text_config=dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                         num_attention_heads=12, num_key_value_heads=2, hidden_act="silu",
+                         max_position_embeddings=32768, rms_norm_eps=1e-6, use_sliding_window=False,
+                         sliding_window=32768, max_window_layers=28, attention_dropout=0.0,
+                         bos_token_id=151643, eos_token_id=151645,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                          "mrope_section": [16, 24, 24]}),
+        vision_config=dict(depth=32, embed_dim=1280, hidden_size=1536, hidden_act="quick_gelu", mlp_ratio=4,
+                           num_heads=16, in_channels=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=QWEN2VL_TOKEN_IDS["<|image_pad|>"], video_token_id=QWEN2VL_TOKEN_IDS["<|video_pad|>"],
+        vision_start_token_id=QWEN2VL_TOKEN_IDS["<|vision_start|>"],
+        vision_end_token_id=QWEN2VL_TOKEN_IDS["<|vision_end|>"], tie_word_embeddings=True)
+
+
+def build_qwen2vl_2b(seed: int = 0, device: str | torch.device | None = None,
+                     dtype: torch.dtype = torch.bfloat16):
+    """Qwen2-VL-2B-Instruct with random weights (transformers' own class), in ``dtype`` (bf16 as EmoSym trains
+    it: about 4.4 GB); ``device="meta"`` for the shapes alone."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    config = Qwen2VLConfig(**qwen2vl_2b_config())
+    with _seeded(seed, device):
+        return Qwen2VLForConditionalGeneration._from_config(config, dtype=dtype)
 
 
 def build_classifier(preset: str = "vit-l-14", seed: int = 0, device: str | torch.device | None = None,
