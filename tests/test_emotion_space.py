@@ -136,3 +136,22 @@ def test_refitting_a_model_folder_with_two_components(tiny_model_dir, learnable_
     with pytest.raises(FileExistsError):
         main(["--model", str(tiny_model_dir), "--dataset", "emoset", "--data-root", str(learnable_emoset),
               "--out", str(out)])
+
+
+def test_other_kinds_fit_sample_and_round_trip(tmp_path):
+    """EmoSym's two features ("emo", "ctx"): per-emotion moments, samples of both kinds only, and a file that
+    says its kinds (a UniEmo file does not, and loads as the three kinds)."""
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    features = {"emo": torch.randn(5, 4), "ctx": torch.randn(5, 6)}
+    space = EmotionSpace.fit(features, labels, ("a", "b"), kinds=("emo", "ctx"))
+    assert space.kinds == ("emo", "ctx")
+    torch.testing.assert_close(space.means["ctx"][1], features["ctx"][2:].mean(0))
+    torch.testing.assert_close(space.stds["emo"][0], features["emo"][:2].std(0, unbiased=False))
+    drawn = space.sample("b", 3, torch.Generator().manual_seed(1))
+    assert set(drawn) == {"emo", "ctx"} and drawn["ctx"].shape == (3, 6)
+    space.save(tmp_path)
+    loaded = EmotionSpace.load(tmp_path)
+    assert loaded.kinds == ("emo", "ctx") and loaded.allclose(space)
+    with pytest.raises(ValueError, match="lacks"):
+        EmotionSpace(("a", "b"), space.means, space.stds, space.counts)  # the three kinds expected by default

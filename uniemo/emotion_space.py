@@ -31,14 +31,18 @@ FILENAME = "emotion_space.safetensors"
 
 
 class EmotionSpace:
-    """Means and stds (E, D) for each of ``KINDS``, E = number of emotions; with ``components``, also K
-    Gaussians per emotion: ``{"weights": (E, K), "means": {kind: (E, K, D)}, "stds": {kind: (E, K, D)}}``."""
+    """Means and stds (E, D) for each kind of feature, E = number of emotions; with ``components``, also K
+    Gaussians per emotion: ``{"weights": (E, K), "means": {kind: (E, K, D)}, "stds": {kind: (E, K, D)}}``.
+
+    The kinds are UniEmo's three (``KINDS``) by default; ``kinds`` names others (EmoSym's ``("emo", "ctx")``).
+    """
 
     def __init__(self, emotions: tuple[str, ...], means: dict[str, Tensor], stds: dict[str, Tensor],
-                 counts: Tensor, components: dict | None = None):
-        missing = [k for k in KINDS if k not in means or k not in stds]
+                 counts: Tensor, components: dict | None = None, kinds: tuple[str, ...] = KINDS):
+        self.kinds = tuple(kinds)
+        missing = [k for k in self.kinds if k not in means or k not in stds]
         if missing:
-            raise ValueError(f"emotion space lacks {missing}; expected {KINDS}")
+            raise ValueError(f"emotion space lacks {missing}; expected {self.kinds}")
         self.emotions = tuple(emotions)
         self.means, self.stds, self.counts = means, stds, counts
         self.components = components
@@ -49,11 +53,12 @@ class EmotionSpace:
 
     @classmethod
     def fit(cls, features: dict[str, Tensor], labels: Tensor, emotions: tuple[str, ...],
-            min_std: float = 1e-6, components: int = 1) -> EmotionSpace:
+            min_std: float = 1e-6, components: int = 1, kinds: tuple[str, ...] = KINDS) -> EmotionSpace:
         """Fit from gathered features.
 
         Args:
-            features: ``{"cls": (N, D), "scene": (N, D), "object": (N, D)}`` over the training split.
+            features: ``{kind: (N, D)}`` over the training split, for each of ``kinds`` (UniEmo: ``{"cls": ...,
+                "scene": ..., "object": ...}``).
             labels: (N,) emotion indices.
             emotions: the label names (index order).
             components: Gaussians per emotion (1: the paper's emotion space).
@@ -66,20 +71,20 @@ class EmotionSpace:
         if empty:
             raise ValueError(f"no training images for emotion(s) {empty}: cannot fit their Gaussians")
         means, stds = {}, {}
-        for kind in KINDS:
+        for kind in kinds:
             x = features[kind].float().cpu()
             means[kind] = torch.stack([x[labels == e].mean(0) for e in range(len(emotions))])
             # population std (a single image gives std 0, clamped to min_std)
             stds[kind] = torch.stack([x[labels == e].std(0, unbiased=False) for e in range(len(emotions))])
             stds[kind] = stds[kind].clamp_min(min_std)
         if components == 1:
-            return cls(emotions, means, stds, counts)
-        parts = {"weights": [], "means": {k: [] for k in KINDS}, "stds": {k: [] for k in KINDS}}
+            return cls(emotions, means, stds, counts, kinds=kinds)
+        parts = {"weights": [], "means": {k: [] for k in kinds}, "stds": {k: [] for k in kinds}}
         for e in range(len(emotions)):
-            rows = {k: features[k].float().cpu()[labels == e] for k in KINDS}
-            assignment = kmeans(torch.cat([_standardized(rows[k]) for k in KINDS], dim=1), components)
+            rows = {k: features[k].float().cpu()[labels == e] for k in kinds}
+            assignment = kmeans(torch.cat([_standardized(rows[k]) for k in kinds], dim=1), components)
             parts["weights"].append(torch.bincount(assignment, minlength=components).float() / len(assignment))
-            for kind in KINDS:
+            for kind in kinds:
                 x = rows[kind]
                 # an empty part keeps the emotion's own moments (its weight is 0: it is never drawn)
                 parts["means"][kind].append(torch.stack([x[assignment == j].mean(0) if (assignment == j).any()
@@ -90,7 +95,7 @@ class EmotionSpace:
         mixture = {"weights": torch.stack(parts["weights"]),
                    "means": {k: torch.stack(v) for k, v in parts["means"].items()},
                    "stds": {k: torch.stack(v) for k, v in parts["stds"].items()}}
-        return cls(emotions, means, stds, counts, mixture)
+        return cls(emotions, means, stds, counts, mixture, kinds=kinds)
 
     def index(self, emotion: str | int) -> int:
         if isinstance(emotion, int):
@@ -103,13 +108,13 @@ class EmotionSpace:
 
     def sample(self, emotion: str | int, num: int, generator: torch.Generator | None = None,
                scale: float = 1.0, component: int | None = None) -> dict[str, Tensor]:
-        """Draw ``num`` independent samples of the three embeddings for one emotion.
+        """Draw ``num`` independent samples of each kind of feature for one emotion.
 
         Args:
             scale: multiplies the stds (0 gives the means: the emotion's centroid).
             component: draw from this part of a mixture only (default: a part per sample, by the weights).
         Returns:
-            ``{"cls": (num, D), "scene": (num, D), "object": (num, D)}``
+            ``{kind: (num, D)}`` (UniEmo: ``{"cls": ..., "scene": ..., "object": ...}``)
         """
         e = self.index(emotion)
         if component is not None:
@@ -122,7 +127,7 @@ class EmotionSpace:
             part = (torch.full((num,), component, dtype=torch.long) if component is not None else
                     torch.multinomial(self.components["weights"][e], num, replacement=True, generator=generator))
         out = {}
-        for kind in KINDS:
+        for kind in self.kinds:
             if self.components is None:
                 mean, std = self.means[kind][e], self.stds[kind][e]
             else:
@@ -133,14 +138,17 @@ class EmotionSpace:
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / FILENAME
-        tensors = {f"{k}_mean": self.means[k] for k in KINDS}
-        tensors.update({f"{k}_std": self.stds[k] for k in KINDS})
+        tensors = {f"{k}_mean": self.means[k] for k in self.kinds}
+        tensors.update({f"{k}_std": self.stds[k] for k in self.kinds})
         tensors["counts"] = self.counts
         if self.components is not None:
             tensors["component_weights"] = self.components["weights"]
-            tensors.update({f"{k}_component_mean": self.components["means"][k] for k in KINDS})
-            tensors.update({f"{k}_component_std": self.components["stds"][k] for k in KINDS})
-        save_state_dict(tensors, path, metadata={"format": "pt", "emotions": json.dumps(list(self.emotions))})
+            tensors.update({f"{k}_component_mean": self.components["means"][k] for k in self.kinds})
+            tensors.update({f"{k}_component_std": self.components["stds"][k] for k in self.kinds})
+        metadata = {"format": "pt", "emotions": json.dumps(list(self.emotions))}
+        if self.kinds != KINDS:  # a UniEmo file stays as it was
+            metadata["kinds"] = json.dumps(list(self.kinds))
+        save_state_dict(tensors, path, metadata=metadata)
         return path
 
     @classmethod
@@ -150,25 +158,28 @@ class EmotionSpace:
             raise FileNotFoundError(f"no {FILENAME} in {str(directory)!r}: the model has no emotion space")
         with safe_open(str(path), framework="pt") as f:
             emotions = tuple(json.loads(f.metadata()["emotions"]))
-            means = {k: f.get_tensor(f"{k}_mean") for k in KINDS}
-            stds = {k: f.get_tensor(f"{k}_std") for k in KINDS}
+            kinds = tuple(json.loads(f.metadata().get("kinds", json.dumps(list(KINDS)))))
+            means = {k: f.get_tensor(f"{k}_mean") for k in kinds}
+            stds = {k: f.get_tensor(f"{k}_std") for k in kinds}
             counts = f.get_tensor("counts")
             components = None
             if "component_weights" in f.keys():
                 components = {"weights": f.get_tensor("component_weights"),
-                              "means": {k: f.get_tensor(f"{k}_component_mean") for k in KINDS},
-                              "stds": {k: f.get_tensor(f"{k}_component_std") for k in KINDS}}
-        return cls(emotions, means, stds, counts, components)
+                              "means": {k: f.get_tensor(f"{k}_component_mean") for k in kinds},
+                              "stds": {k: f.get_tensor(f"{k}_component_std") for k in kinds}}
+        return cls(emotions, means, stds, counts, components, kinds=kinds)
 
     def allclose(self, other: EmotionSpace, atol: float = 1e-5) -> bool:
-        same = self.emotions == other.emotions and self.num_components == other.num_components and all(
-            torch.allclose(self.means[k], other.means[k], atol=atol)
-            and torch.allclose(self.stds[k], other.stds[k], atol=atol) for k in KINDS)
+        same = self.emotions == other.emotions and self.kinds == other.kinds and \
+            self.num_components == other.num_components and all(
+                torch.allclose(self.means[k], other.means[k], atol=atol)
+                and torch.allclose(self.stds[k], other.stds[k], atol=atol) for k in self.kinds)
         if not same or self.components is None:
             return same
         mine, theirs = self.components, other.components
         return torch.allclose(mine["weights"], theirs["weights"], atol=atol) and all(
-            torch.allclose(mine[part][k], theirs[part][k], atol=atol) for part in ("means", "stds") for k in KINDS)
+            torch.allclose(mine[part][k], theirs[part][k], atol=atol) for part in ("means", "stds")
+            for k in self.kinds)
 
 
 def _standardized(x: Tensor) -> Tensor:
