@@ -112,6 +112,41 @@ def test_step2_trains_against_the_frozen_step1_model(world, compressed):
     assert info["step"] == "reward" and info["init"] == str(compressed[0] / "final")
 
 
+@pytest.fixture(scope="module")
+def generating(world, compressed, tiny_sd_dir):
+    from train.emosym_generate import main
+
+    out = world["root"] / "generate"
+    final = main(["--preset", "tiny", f"data.root={world['data']}", f"model.init={compressed[0] / 'final'}",
+                  f"diffusion={tiny_sd_dir}", "resolution=32", "mapper_hidden=32", "batch_size=16", "max_steps=4",
+                  "eval_every=4", "log_every=1", f"out_dir={out}"])
+    return out, final
+
+
+def test_step3_trains_the_mappers_and_tokens_only_and_fits_the_space(world, compressed, generating):
+    from uniemo.emosym.model_folder import load_generation_parts
+
+    out, final = generating
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "train/loss_diffusion" in r]
+    assert len(steps) == 4 and all(r["train/loss_diffusion"] > 0 and r["train/loss_ce"] > 0 for r in steps)
+    model, _, info = load_emosym(out / "final")
+    assert info["step"] == "generate" and info["resolution"] == 32 and "diffusion" in info
+    mappers, space = load_generation_parts(out / "final")
+    assert space.kinds == ("emo", "ctx") and space.num_components == 2 and space.emotions == tuple(EMOTIONS)
+    assert mappers.config.hidden_size == model.hidden_size
+    # LoRA is step 1's, untouched by step 3; the token rows and the head moved
+    step1, _, _ = load_emosym(compressed[0] / "final")
+    before, after = dict(step1.mllm.named_parameters()), dict(model.mllm.named_parameters())
+    lora = [n for n in after if "lora_" in n]
+    assert lora and all(torch.equal(after[n], before[n]) for n in lora)
+    tokens = [n for n in after if "trainable_tokens_delta" in n]
+    assert tokens and not all(torch.equal(after[n], before[n]) for n in tokens)
+    assert not torch.equal(model.cls_head[0].weight, step1.cls_head[0].weight)
+    with pytest.raises(FileNotFoundError, match="no mappers"):
+        load_generation_parts(compressed[0] / "final")
+
+
 def test_step2_refuses_to_start_without_step1(world):
     from train.emosym_reward import main
 

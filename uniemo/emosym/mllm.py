@@ -22,8 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from peft import LoraConfig, get_peft_model
 from PIL import Image
 from torch import Tensor, nn
+from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
 EMO_TOKEN, CTX_TOKEN = "[EMO]", "[CTX]"
 QUESTION = "What is the emotion of the image?\nSummarize above image and sentence in one word: "
@@ -80,8 +82,6 @@ class LoraSettings:
 def apply_lora(model: nn.Module, token_ids: Sequence[int], settings: LoraSettings | None = None) -> nn.Module:
     """Wrap ``model`` with peft: LoRA on ``LORA_TARGETS`` and the embedding rows of ``token_ids`` trainable.
     Every base weight, the embedding matrix included, stays as it was (peft keeps the new rows apart)."""
-    from peft import LoraConfig, get_peft_model
-
     s = settings or LoraSettings()
     config = LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=LORA_TARGETS,
                         trainable_token_indices={"embed_tokens": list(token_ids)}, bias="none")
@@ -166,8 +166,6 @@ class EmoSymModel(nn.Module):
 
 def load_mllm(source: str, dtype: str = "bf16"):
     """A Qwen2-VL and its processor from a Hub id or a local folder (transformers' own loaders); bf16 or fp32."""
-    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
-
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     model = Qwen2VLForConditionalGeneration.from_pretrained(source, dtype=torch_dtype)
     return model, AutoProcessor.from_pretrained(source)

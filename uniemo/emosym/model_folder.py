@@ -8,7 +8,15 @@
     heads.safetensors      cls_head.* and con_head.*
     rationales.json        the knowledge base's distinct sentences, and rationales.safetensors their text embeddings
 
-The base MLLM's weights are not copied (they are the Hub's, or the tiny world's folder beside the adapter).
+after step 3 (generation) also:
+
+    mappers/               ``EmoSymMappers`` (config.json + model.safetensors)
+    emotion_space.safetensors   the per-emotion Gaussians over (h_EMO, h_CTX) (``uniemo.emotion_space``, kinds emo, ctx)
+    emosym.json            gains ``diffusion`` (Hub id, or a folder inside this one), ``resolution`` and
+                           ``placeholder_token``
+
+The base MLLM's and Stable Diffusion's weights are not copied (they are the Hub's, or the tiny world's folders
+beside the adapter).
 """
 
 from __future__ import annotations
@@ -19,21 +27,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel
 from safetensors.torch import load_file, save_file
+from transformers import AutoProcessor
 
+from uniemo.emosym.mappers import EmoSymMappers
 from uniemo.emosym.mllm import EmoSymModel, load_mllm
 from uniemo.emosym.rationales import RationaleBase
+from uniemo.emotion_space import EmotionSpace
 
 DESCRIPTOR = "emosym.json"
 FORMAT_VERSION = 1
 
 
-def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, info: Mapping[str, Any]) -> Path:
+def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, info: Mapping[str, Any],
+                mappers: EmoSymMappers | None = None, space: EmotionSpace | None = None) -> Path:
     """Write ``model`` (peft-wrapped), its rationale base and ``info`` (``mllm``, ``text_encoder``, ``emotions``,
-    any figures) to ``folder``."""
+    any figures) to ``folder``; after step 3 also its ``mappers`` and emotion ``space`` (``info`` then names the
+    ``diffusion`` base and the ``resolution``)."""
     for key in ("mllm", "text_encoder", "emotions"):
         if key not in info:
             raise ValueError(f"info needs {key!r}")
+    if (mappers is None) != (space is None):
+        raise ValueError("step 3's folder needs both the mappers and the emotion space")
+    if mappers is not None and not {"diffusion", "resolution"} <= set(info):
+        raise ValueError("a folder with mappers needs info['diffusion'] and info['resolution']")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.mllm.save_pretrained(folder / "adapter")
@@ -43,6 +61,9 @@ def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, inf
     save_file({k: v.detach().contiguous().cpu() for k, v in heads.items()}, folder / "heads.safetensors")
     (folder / "rationales.json").write_text(json.dumps(base.sentences, indent=0) + "\n")
     save_file({"embeds": base.embeds.contiguous().cpu()}, folder / "rationales.safetensors")
+    if mappers is not None:
+        mappers.save_pretrained(folder / "mappers")
+        space.save(folder)
     descriptor = {"format_version": FORMAT_VERSION, **info, "token_ids": [model.emo_id, model.ctx_id],
                   "text_dim": model.con_head[0].in_features, "num_classes": model.cls_head[-1].out_features}
     (folder / DESCRIPTOR).write_text(json.dumps(descriptor, indent=2) + "\n")
@@ -59,23 +80,29 @@ def read_descriptor(folder: str | Path) -> dict[str, Any]:
     return info
 
 
-def base_source(folder: str | Path, info: Mapping[str, Any]) -> str:
-    """The base MLLM's folder or Hub id: a relative folder is looked up inside ``folder`` first."""
-    inside = Path(folder) / info["mllm"]
-    return str(inside) if inside.is_dir() else info["mllm"]
+def base_source(folder: str | Path, info: Mapping[str, Any], key: str = "mllm") -> str:
+    """The base MLLM's (``key="diffusion"``: Stable Diffusion's) folder or Hub id: a relative folder is looked up
+    inside ``folder`` first."""
+    inside = Path(folder) / info[key]
+    return str(inside) if inside.is_dir() else info[key]
+
+
+def load_generation_parts(folder: str | Path) -> tuple[EmoSymMappers, EmotionSpace]:
+    """Step 3's mappers and emotion space, or a ``FileNotFoundError`` that says the folder has none."""
+    folder = Path(folder)
+    if not (folder / "mappers").is_dir():
+        raise FileNotFoundError(f"{folder} has no mappers/: it is a step-1 or step-2 folder (understanding only); "
+                                "run train/emosym_generate.py on it to generate")
+    return EmoSymMappers.from_pretrained(folder / "mappers").eval(), EmotionSpace.load(folder)
 
 
 def load_emosym(folder: str | Path, dtype: str = "fp32", trainable: bool = False,
                 mllm: str | None = None) -> tuple[EmoSymModel, RationaleBase, dict[str, Any]]:
     """The model, its rationale base and descriptor. ``trainable`` keeps LoRA and the token rows trainable
     (continuing training); ``mllm`` overrides the recorded base (another copy of the same weights)."""
-    from peft import PeftModel
-
     folder = Path(folder)
     info = read_descriptor(folder)
     base, _ = load_mllm(mllm or base_source(folder, info), dtype)
-    from transformers import AutoProcessor
-
     processor = AutoProcessor.from_pretrained(folder / "processor")
     if base.get_input_embeddings().num_embeddings < len(processor.tokenizer):
         base.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)

@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (Qwen2TokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
+                          Qwen2VLProcessor, Qwen2VLVideoProcessor)
+
 from uniemo.emosym.mllm import QUESTION, SYSTEM
 
 # Qwen2-VL's own special tokens, which its processor and config refer to
@@ -39,9 +44,6 @@ class TinyMLLMConfig:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """A byte-level BPE learnt from ``texts`` (plus the prompt), wrapped as transformers' Qwen2 tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
-
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -55,8 +57,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
 def build_tiny_processor(texts: Iterable[str], cfg: TinyMLLMConfig | None = None):
     """The Qwen2-VL processor: the learnt tokenizer and image/video processors at the tiny geometry. Every image
     is resized to ``image_size`` squared (min = max pixels)."""
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
-
     c = cfg or TinyMLLMConfig()
     pixels = c.image_size * c.image_size
     geometry = dict(patch_size=c.patch_size, merge_size=c.merge_size, temporal_patch_size=2)
@@ -68,9 +68,6 @@ def build_tiny_processor(texts: Iterable[str], cfg: TinyMLLMConfig | None = None
 
 def build_tiny_qwen2vl(processor, cfg: TinyMLLMConfig | None = None, seed: int = 0):
     """A randomly initialised ``Qwen2VLForConditionalGeneration`` for ``processor``'s tokenizer."""
-    import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
     c = cfg or TinyMLLMConfig()
     tok = processor.tokenizer
     ids = dict(zip(("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"),

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import Qwen2VLImageProcessor
 
 from uniemo.emosym.losses import rationale_info_nce
-from uniemo.emosym.mllm import EmoSymModel, LoraSettings, apply_lora
+from uniemo.emosym.mllm import EmoSymModel, LoraSettings, add_reasoning_tokens, apply_lora
+from uniemo.emosym.tiny_mllm import TinyMLLMConfig, build_tiny_processor, build_tiny_qwen2vl
 from uniemo.gpu_check.measure import Device, log
+from uniemo.real_geometry import QWEN2VL_TOKEN_IDS, QWEN2VL_TOKENIZER_SIZE, build_qwen2vl_2b
 
 TEXT_DIM = 768  # CLIP ViT-L/14's text projection: the rationale embeddings' width
 
@@ -42,9 +45,6 @@ class EmoSymCheckSettings:
 def _build(smoke: bool, settings: EmoSymCheckSettings, seed: int):
     """(mllm, special token ids, [EMO] id, [CTX] id, patch size, merge size)."""
     if smoke:
-        from uniemo.emosym.mllm import add_reasoning_tokens
-        from uniemo.emosym.tiny_mllm import TinyMLLMConfig, build_tiny_processor, build_tiny_qwen2vl
-
         cfg = TinyMLLMConfig(image_size=settings.image_size)
         processor = build_tiny_processor(["a skull in a cemetery"], cfg)
         mllm = build_tiny_qwen2vl(processor, cfg, seed=seed)
@@ -52,8 +52,6 @@ def _build(smoke: bool, settings: EmoSymCheckSettings, seed: int):
         names = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
         special = dict(zip(names, processor.tokenizer.convert_tokens_to_ids(names)))
         return mllm, special, emo, ctx, cfg.patch_size, cfg.merge_size
-    from uniemo.real_geometry import QWEN2VL_TOKEN_IDS, QWEN2VL_TOKENIZER_SIZE, build_qwen2vl_2b
-
     mllm = build_qwen2vl_2b(seed=seed)
     return mllm, QWEN2VL_TOKEN_IDS, QWEN2VL_TOKENIZER_SIZE, QWEN2VL_TOKENIZER_SIZE + 1, 14, 2
 
@@ -61,8 +59,6 @@ def _build(smoke: bool, settings: EmoSymCheckSettings, seed: int):
 def _inputs(batch: int, special: dict, emo: int, ctx: int, size: int, patch: int, merge: int, dtype, device):
     """A batch of random images with EmoSym's prompt shape: system and user turns around the image tokens, the
     assistant turn ``[CTX][EMO]``; filler text ids stand for the words."""
-    from transformers import Qwen2VLImageProcessor
-
     processor = Qwen2VLImageProcessor(patch_size=patch, merge_size=merge, min_pixels=size * size,
                                       max_pixels=size * size)
     g = torch.Generator().manual_seed(batch)

@@ -104,3 +104,50 @@ class EmoSymRewardConfig:
             raise ValueError(f"model.dtype must be bf16 or fp32, got {self.model.dtype!r}")
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be no, fp16, bf16 or null, got {self.mixed_precision!r}")
+
+
+@dataclass
+class EmoSymGenerateConfig:
+    """Step 3: from ``model.init`` (step 2's, or step 1's, folder), the mappers learn to drive Stable Diffusion
+    through the placeholder token; the MLLM is frozen but for the two token rows and the head, SD entirely."""
+    data: DataConfig = field(default_factory=lambda: DataConfig(num_workers=2))
+    model: EmoSymModelConfig = field(default_factory=EmoSymModelConfig)
+    diffusion: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # Hub id or local diffusers folder
+    resolution: int = 512
+    mapper_hidden: int = 1024
+    ctx_weight: float = 1.0  # c = emo_mapper(h_EMO) + ctx_weight · ctx_mapper(h_CTX)
+    ce_weight: float = 1.0  # loss = L_diff + ce_weight · CE
+    # a fraction of the prompts name the image's first object after the placeholder ("<emotion> skull")
+    object_prompt_fraction: float = 0.0
+    emotion_space_components: int = 1  # Gaussians per emotion over (h_EMO, h_CTX)
+    lr: float = 1e-4  # the two token rows and cls_head
+    lr_mappers: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    grad_clip: float = 1.0
+    out_dir: str = "runs/emosym-generate"
+    seed: int = 0
+    batch_size: int = 8
+    grad_accum_steps: int = 1
+    epochs: int = 1
+    max_steps: int | None = None
+    eval_every: int | None = None
+    eval_batch_size: int = 16
+    log_every: int = 10
+    mixed_precision: str | None = None
+    report_to: str | None = "tensorboard"
+    collective_timeout: int = 1800
+
+    def validate(self) -> None:
+        if not self.model.init:
+            raise ValueError("step 3 starts from step 1's or step 2's model folder: pass model.init=...")
+        if not self.data.val_split:
+            raise ValueError("data.val_split is required")
+        if not 0.0 <= self.object_prompt_fraction <= 1.0:
+            raise ValueError(f"object_prompt_fraction must lie in [0, 1], got {self.object_prompt_fraction}")
+        if self.emotion_space_components < 1:
+            raise ValueError("emotion_space_components must be >= 1")
+        if self.model.dtype not in ("bf16", "fp32"):
+            raise ValueError(f"model.dtype must be bf16 or fp32, got {self.model.dtype!r}")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be no, fp16, bf16 or null, got {self.mixed_precision!r}")

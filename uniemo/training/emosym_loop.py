@@ -52,17 +52,18 @@ def predict(model, loader, accelerator) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train_emosym(cfg, accelerator, model, train_set, val_set, title: str,
                  batch_loss: Callable[[object, dict, dict], tuple[torch.Tensor, dict]],
-                 save_best: Callable[[object, float, int], None]) -> dict:
-    """Train ``model``'s trainable parameters with AdamW (``cfg.lr``, cosine schedule with warmup), evaluate
-    top-1 on ``val_set`` every ``eval_every`` steps (each epoch by default) and call ``save_best(core, top1, step)``
-    on the main process whenever it improves.
+                 save_best: Callable[[object, float, int], None], param_groups: list[dict] | None = None) -> dict:
+    """Train ``model``'s trainable parameters with AdamW (``cfg.lr``, or ``param_groups`` with their own
+    learning rates; cosine schedule with warmup), evaluate top-1 on ``val_set`` every ``eval_every`` steps (each
+    epoch by default) and call ``save_best(core, top1, step)`` on the main process whenever it improves.
 
     ``batch_loss(model, inputs, batch)`` -> (loss, {term: tensor}) for one micro-batch: ``inputs`` is the
-    processor's batch on the device, ``batch`` the dataset's (labels, index, ...).
+    processor's batch on the device, ``batch`` the dataset's (labels, index, pixel_values as PIL images, ...).
+    ``model`` must have an ``encode(images)`` method (``EmoSymModel``'s) and return an output with ``logits``.
     """
     out_dir, device = Path(cfg.out_dir), accelerator.device
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_process = cfg.batch_size // accelerator.num_processes
     train_loader = DataLoader(train_set, batch_size=per_process, shuffle=True, drop_last=True,
                               collate_fn=collate_records, generator=torch.Generator().manual_seed(cfg.seed),
