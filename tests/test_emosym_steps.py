@@ -147,6 +147,33 @@ def test_step3_trains_the_mappers_and_tokens_only_and_fits_the_space(world, comp
         load_generation_parts(compressed[0] / "final")
 
 
+def test_pipeline_answers_every_call_with_a_rationale(world, generating):
+    from PIL import Image
+
+    from uniemo.emosym.pipeline import EmoSymPipeline
+
+    pipe = EmoSymPipeline.from_pretrained(generating[0] / "final")
+    assert pipe.emotions == tuple(EMOTIONS)
+    record = read_split(world["data"], "val")[0]
+    prediction = pipe.classify(Image.open(record["path"]).convert("L"), top_rationales=2)
+    assert abs(sum(prediction.probs.values()) - 1) < 1e-5 and prediction.label in EMOTIONS
+    assert len(prediction.rationales) == 2 and prediction.scene_attention is None
+    assert all(sentence in pipe.rationale_base.sentences for sentence, _ in prediction.rationales)
+    fast = {"num_inference_steps": 2}
+    images = pipe.generate("awe", num_images=2, seed=3, **fast)
+    assert len(images) == 2 and images[0].size == (32, 32)
+    # image i of a call with seed s is image 0 of a call with seed s + i
+    again = pipe.generate("awe", num_images=1, seed=4, **fast)
+    assert images[1].tobytes() == again[0].tobytes()
+    assert len(pipe.transfer("fear", "skull", num_images=1, **fast)) == 1
+    assert len(pipe.fuse("awe", "fear", 0.3, num_images=1, **fast)) == 1
+    assert len(pipe.generate("awe", image=Image.open(record["path"]), **fast)) == 1
+    with pytest.raises(ValueError, match="unknown emotion"):
+        pipe.generate("boredom", **fast)
+    with pytest.raises(NotImplementedError):
+        pipe.save_pretrained(world["root"] / "copy")
+
+
 def test_step2_refuses_to_start_without_step1(world):
     from train.emosym_reward import main
 
