@@ -1,6 +1,8 @@
 """UniEmo demo: ``python app.py [--model DIR_OR_REPO] [--device auto|cpu|cuda] [--share]``.
 
-The model comes from ``--model``, else ``$UNIEMO_MODEL``, else the bundled UniEmo-Tiny in ``assets/``. It is
+The model comes from ``--model``, else ``$UNIEMO_MODEL``, else the bundled UniEmo-Tiny in ``assets/``; a UniEmo
+model folder or Hub repo, or an EmoSym model folder (one with ``emosym.json``, written by
+``train/emosym_generate.py``), whose Understand tab gives the nearest rationales instead of attention maps. It is
 loaded once, before the page is built. Host and port follow ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``
 (127.0.0.1:7860 by default; Spaces sets them itself). The page lives in ``demo/ui.py``, the logic in
 ``demo/handlers.py``.
@@ -28,10 +30,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: no model given and the bundled UniEmo-Tiny is missing at {BUNDLED_MODEL}; pass --model "
                  "DIR, set UNIEMO_MODEL, or build it with: python -m train.tiny_world --out assets/uniemo-tiny")
 
-    from uniemo import UniEmoPipeline  # heavy imports after argument parsing, so --help stays instant
+    # heavy imports after argument parsing, so --help stays instant
+    from uniemo import UniEmoPipeline
+    from uniemo.emosym.pipeline import EmoSymPipeline
 
+    # an EmoSym folder (emosym.json) loads as EmoSym: its Understand tab says why, in a sentence
+    kind = EmoSymPipeline if (Path(model) / "emosym.json").is_file() else UniEmoPipeline
     try:
-        pipe = UniEmoPipeline.from_pretrained(model, device=args.device)
+        pipe = kind.from_pretrained(model, device=args.device)
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # no folder, bad folder, no CUDA
         sys.exit(f"error: cannot load the model {model!r}: {e}")
 

@@ -66,7 +66,21 @@ def trained_on_emoshapes(pipe) -> bool:
     info = getattr(pipe, "info", {}) or {}
     if str(info.get("stage1", "")).replace("\\", "/").endswith(EMOSHAPES_BUILDER):
         return True
+    if str(info.get("dataset", "")).lower() == "emoshapes":  # an EmoSym folder records its training set
+        return True
     return any("emoshapes" in str(value).lower() for value in dict(info.get("base_models") or {}).values())
+
+
+def is_emosym(pipe) -> bool:
+    """True when the loaded model is EmoSym's (it answers with rationales, not attention maps)."""
+    return hasattr(pipe, "rationale_base")
+
+
+def input_size(pipe) -> int:
+    """The side of the images the understanding model reads (UniEmo's classifier input; EmoSym's: the
+    resolution it was trained at)."""
+    classifier = getattr(pipe, "classifier", None)
+    return classifier.config.image_size if classifier is not None else int(pipe.resolution)
 
 
 def understand_notice(pipe) -> str:
@@ -76,7 +90,7 @@ def understand_notice(pipe) -> str:
         return ""
     return (f"**This model knows only EmoShapes' synthetic scenes.** {model_name(pipe)} is UniEmo-Tiny: it "
             f"learned emotions from EmoShapes, a made-up world of coloured shapes on simple backgrounds drawn at "
-            f"{pipe.classifier.config.image_size} px, and from nothing else. For a photo or any other real image "
+            f"{input_size(pipe)} px, and from nothing else. For a photo or any other real image "
             "its answer is not to be trusted; the examples below are EmoShapes scenes.")
 
 
@@ -153,10 +167,22 @@ def report_markdown(path: Path | None, max_rows: int = 60) -> str:
     return "\n".join(lines)
 
 
+def understanding_line(pipe) -> str:
+    """The About panel's line on the understanding model: UniEmo's ViT with expert queries, or EmoSym's MLLM."""
+    if is_emosym(pipe):
+        text = pipe.model.mllm.config.get_text_config()
+        return (f"- Understanding: EmoSym, a Qwen2-VL-architecture model (width {text.hidden_size}, "
+                f"{text.num_hidden_layers} layers) with the added [EMO] and [CTX] tokens and LoRA; it answers with "
+                f"the nearest of {len(pipe.rationale_base)} rationales in its knowledge base.")
+    config = pipe.classifier.config
+    return (f"- Understanding: a ViT ({getattr(config, 'preset', '?')} preset: {config.image_size} px input, "
+            f"{config.patch_size} px patches, width {config.width}, {config.layers} layers) with "
+            f"{config.num_scene_queries} scene and {config.num_object_queries} object expert queries.")
+
+
 def about_markdown(pipe) -> str:
     """The About panel: model, emotions, base models, measured numbers (only if a report exists), paper."""
     info = pipe.info
-    config = pipe.classifier.config
     base = str(info.get("diffusion", ""))
     diffusion = ("bundled with the model (its `diffusion/` folder)" if base.startswith("diffusion")
                  else f"`{without_paths(base)}`" if base else "not recorded")
@@ -175,9 +201,7 @@ def about_markdown(pipe) -> str:
         # what the model folder itself records (uniemo.json "base_models"), then what its configs say
         *[f"- {without_paths(name)}: {without_paths(value)}"
           for name, value in dict(info.get("base_models") or {}).items()],
-        (f"- Understanding: a ViT ({getattr(config, 'preset', '?')} preset: {config.image_size} px input, "
-         f"{config.patch_size} px patches, width {config.width}, {config.layers} layers) with "
-         f"{config.num_scene_queries} scene and {config.num_object_queries} object expert queries."),
+        understanding_line(pipe),
         (f"- Generation: Stable Diffusion, {diffusion}, at {pipe.resolution} px; default sampler "
          f"{pipe.defaults['scheduler']}, {pipe.defaults['num_inference_steps']} steps, "
          f"guidance {pipe.defaults['guidance_scale']}."),

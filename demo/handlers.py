@@ -35,6 +35,7 @@ from PIL import Image
 from demo.about import (
     about_markdown,
     find_report,
+    is_emosym,
     model_fingerprint,
     model_name,
     model_summary,
@@ -207,7 +208,8 @@ class Understanding(NamedTuple):
         probs: every emotion -> probability (sums to 1), what ``gr.Label`` displays.
         scene_overlay: the scene queries' attention over the model's view, as a heat map (RGB).
         object_overlay: the same for the object queries.
-        attributes: rows ``[query kind, attribute name, cosine similarity]``, scene rows first.
+        attributes: rows ``[query kind, attribute name, cosine similarity]``, scene rows first; for an EmoSym
+            model ``["rationale", sentence, cosine similarity]`` (and both images are the plain view).
     """
 
     probs: dict[str, float]
@@ -240,6 +242,10 @@ def classify_image(pipe, image: Any, top_attributes: int = 3, cmap: str = "jet",
     prediction = pipe.classify(read_image(image, folders, MAX_INPUT_BYTES), top_attributes=top_attributes)
     view = prediction.view
     side = min(max(DISPLAY_SIDE, min(view.size)), MAX_OVERLAY_SIDE)
+    if prediction.scene_attention is None:  # EmoSym: no attention maps; its answer says why in a sentence
+        plain = view.convert("RGB").resize((side, side), Image.BICUBIC)
+        rows = [["rationale", sentence, round(float(sim), 3)] for sentence, sim in prediction.rationales]
+        return Understanding(dict(prediction.probs), plain, plain, rows)
     overlays = [attention_overlay(view, att, cmap=cmap, alpha=alpha, size=side)
                 for att in (prediction.scene_attention, prediction.object_attention)]
     rows = [["scene", name, round(float(sim), 3)] for name, sim in prediction.scene_attributes]

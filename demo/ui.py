@@ -269,14 +269,15 @@ def build_demo(pipe) -> gr.Blocks:
                     with gr.Column():
                         cls_status = _status("cls-status")
                         probs = gr.Label(num_top_classes=len(emotions), label="Emotion", elem_id="cls-label")
-                with gr.Row():
+                emosym = handlers.is_emosym(pipe)  # EmoSym answers with sentences, not attention maps
+                with gr.Row(visible=not emosym):
                     scene = gr.Image(label="Scene queries' attention", format="png", height=300,
                                      interactive=False, elem_id="cls-scene")
                     objects = gr.Image(label="Object queries' attention", format="png", height=300,
                                        interactive=False, elem_id="cls-object")
                 attributes = gr.Dataframe(headers=["query", "nearest attribute", "cosine similarity"],
-                                          label="Nearest attributes", interactive=False,
-                                          elem_id="cls-attributes")
+                                          label="Why: the nearest rationales" if emosym else "Nearest attributes",
+                                          interactive=False, elem_id="cls-attributes")
                 outputs = [probs, scene, objects, attributes]
                 _bind(classify_button, classify, [image], outputs, "classify", cls_status, board, CLASSIFY_EVENT)
                 examples = _example_images()

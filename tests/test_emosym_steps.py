@@ -174,6 +174,25 @@ def test_pipeline_answers_every_call_with_a_rationale(world, generating):
         pipe.save_pretrained(world["root"] / "copy")
 
 
+def test_the_demo_shows_an_emosym_model_with_its_rationales(world, generating):
+    from demo import handlers
+    from demo.ui import build_demo
+    from uniemo.emosym.pipeline import EmoSymPipeline
+
+    pipe = EmoSymPipeline.from_pretrained(generating[0] / "final")
+    assert handlers.is_emosym(pipe) and handlers.trained_on_emoshapes(pipe)
+    record = read_split(world["data"], "val")[0]
+    result = handlers.classify_image(pipe, record["path"], top_attributes=2, folders=[world["data"]])
+    assert abs(sum(result.probs.values()) - 1) < 1e-5
+    assert [row[0] for row in result.attributes] == ["rationale", "rationale"]
+    assert all(row[1] in pipe.rationale_base.sentences for row in result.attributes)
+    assert result.scene_overlay.size == result.object_overlay.size
+    about = handlers.about_markdown(pipe)
+    assert "EmoSym" in about and "[EMO]" in about
+    assert "knows only EmoShapes" in handlers.understand_notice(pipe)
+    build_demo(pipe)  # the page builds
+
+
 def test_step2_refuses_to_start_without_step1(world):
     from train.emosym_reward import main
 
