@@ -151,3 +151,28 @@ class EmoSymGenerateConfig:
             raise ValueError(f"model.dtype must be bf16 or fp32, got {self.model.dtype!r}")
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be no, fp16, bf16 or null, got {self.mixed_precision!r}")
+
+
+@dataclass
+class EmoSymTinyConfig:
+    """EmoSym-Tiny: the three steps in the synthetic world, on a UniEmo-Tiny build's EmoShapes, tiny CLIP (the
+    rationales' text encoder) and tiny SD (``world``: that build's work folder)."""
+    world: str = "runs/tiny-world"  # holds emoshapes/, clip/ and sd/ (train/tiny_world.py's work_dir)
+    out: str = "assets/emosym-tiny"
+    work_dir: str = "runs/emosym-tiny"
+    seed: int = 0
+    smoke: bool = False  # a few steps everywhere (CI)
+    # where the bundle's emosym.json points for its Stable Diffusion, relative to the bundle: null copies the
+    # world's SD into <out>/diffusion; "../uniemo-tiny/diffusion" shares UniEmo-Tiny's (same weights)
+    diffusion_path: str | None = None
+    mllm_steps: int = 2000
+    mllm_batch_size: int = 32
+    mllm_lr: float = 1e-3
+    compress_epochs: int = 6
+    compress_lr: float = 2e-3
+    lora_r: int = 16
+    reward_epochs: int = 1
+    reward_lr: float = 2e-4
+    generate_epochs: int = 3
+    resolution: int = 64  # step 3's, the world's SD resolution
+    batch_size: int = 32
