@@ -141,3 +141,22 @@ def test_tiny_config_checks_the_rope_split():
     processor = build_tiny_processor(TEXTS)
     with pytest.raises(ValueError, match="mrope_section"):
         build_tiny_qwen2vl(processor, TinyMLLMConfig(mrope_section=(2, 2, 2)))
+
+
+def test_limit_image_pixels_caps_the_image_tokens(tmp_path):
+    from transformers import AutoProcessor
+
+    from uniemo.emosym.mllm import limit_image_pixels
+
+    processor = build_tiny_processor(TEXTS, TinyMLLMConfig(image_size=64))
+    processor.image_processor.size = {"shortest_edge": 16 * 16, "longest_edge": 128 * 128}
+    image = Image.new("RGB", (128, 96))
+    before = processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0].prod()
+    limit_image_pixels(processor, 64 * 64)
+    after = processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0].prod()
+    assert after < before and after * 8 * 8 <= 64 * 64
+    processor.save_pretrained(tmp_path)  # the cap travels with the saved processor
+    reloaded = AutoProcessor.from_pretrained(tmp_path)
+    assert reloaded.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0].prod() == after
+    with pytest.raises(ValueError, match="below the processor's minimum"):
+        limit_image_pixels(processor, 8)

@@ -62,6 +62,16 @@ def add_reasoning_tokens(processor, model: nn.Module) -> tuple[int, int]:
     return ids
 
 
+def limit_image_pixels(processor, max_pixels: int) -> None:
+    """Cap the pixels of an image after the processor's resizing (Qwen2-VL keeps the aspect ratio and rounds to
+    its 28-px grid): 448 x 448 gives about 256 image tokens, where the processor's default (1 003 520 px) gives up
+    to 1280. The processor keeps the setting when saved."""
+    size = dict(processor.image_processor.size)
+    if max_pixels < size["shortest_edge"]:
+        raise ValueError(f"max_pixels {max_pixels} is below the processor's minimum {size['shortest_edge']}")
+    processor.image_processor.size = {"shortest_edge": size["shortest_edge"], "longest_edge": int(max_pixels)}
+
+
 def token_positions(input_ids: Tensor, token_id: int) -> Tensor:
     """(B,) the position of ``token_id`` in each row; each row must hold it exactly once."""
     hits = input_ids == token_id

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from uniemo.clip import AttributeTextEncoder, load_clip
 from uniemo.emosym.losses import rationale_info_nce
-from uniemo.emosym.mllm import EmoSymModel, LoraSettings, add_reasoning_tokens, apply_lora, load_mllm
+from uniemo.emosym.mllm import (EmoSymModel, LoraSettings, add_reasoning_tokens, apply_lora, limit_image_pixels,
+                                load_mllm)
 from uniemo.emosym.model_folder import load_emosym, save_emosym
 from uniemo.emosym.rationales import RationaleBase, rationales_for, read_rationale_file
 from uniemo.training.emosym_config import EmoSymCompressConfig
@@ -31,6 +32,8 @@ def build_emosym(model_cfg, text_dim: int, step: str) -> EmoSymModel:
         model, _, _ = load_emosym(model_cfg.init, model_cfg.dtype, trainable=True)
     else:
         mllm, processor = load_mllm(model_cfg.mllm, model_cfg.dtype)
+        if model_cfg.max_pixels is not None:
+            limit_image_pixels(processor, model_cfg.max_pixels)
         ids = add_reasoning_tokens(processor, mllm)
         lora = LoraSettings(model_cfg.lora_r, model_cfg.lora_alpha, model_cfg.lora_dropout)
         model = EmoSymModel(apply_lora(mllm, ids, lora), processor, ids, text_dim)

@@ -22,6 +22,9 @@ class EmoSymModelConfig:
     lora_alpha: int = 128
     lora_dropout: float = 0.05
     dtype: str = "bf16"  # the MLLM's weights: bf16 | fp32 (the heads and LoRA train in fp32 either way)
+    # the most pixels an image keeps after the processor's resizing (448 x 448: about 256 image tokens); null
+    # keeps the processor's own limit (Qwen2-VL's: 1 003 520 px, up to 1280 tokens)
+    max_pixels: int | None = 200704
 
 
 @dataclass
