@@ -15,7 +15,8 @@ docs/method.md section 10. Steps, each seeded and logged to ``<work_dir>/tiny_wo
 5. write the model folder to ``--out`` (``assets/uniemo-tiny`` by default).
 
 Measuring the bundle is ``eval/tiny_report.py``'s job. ``--smoke`` shrinks every step count (a few minutes,
-used by CI); the full build takes about 90 minutes on 2 CPU cores, 47 of them for the tiny SD's UNet.
+used by CI); the full build at the defaults took 122 minutes on 2 CPU cores, 51 of them for the tiny SD's UNet and 30
+for its VAE at 64 px.
 ``resume=true`` reuses the steps an earlier build in the same work folder finished with the same settings (after
 changing only the SD's or stage 2's settings, the data, the CLIP, stage 1 and the probe are kept).
 

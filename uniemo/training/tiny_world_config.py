@@ -36,11 +36,11 @@ class ClipPretrainConfig:
 
 @dataclass
 class SDPretrainConfig:
-    resolution: int = 32
-    # two blocks: 32 px -> 16 x 16 x 4 latents. Three, (16, 32, 32), give 8 x 8 latents, 2.4x faster, but they
-    # lose much of the objects: the tiny CLIP names an object of a real test image 93.5 % of the time, of its
-    # 8 x 8 reconstruction 39.5 %, of its 16 x 16 one 85 %
-    vae_channels: tuple[int, ...] = (32, 64)
+    # EmoShapes' own 64 px. Three blocks: 64 px -> 16 x 16 x 4 latents, so the UNet costs what it did at 32 px
+    # with two blocks. Latents of 8 x 8 lose much of the objects: the tiny CLIP names an object of a real test
+    # image 93.5 % of the time, of its 8 x 8 reconstruction 39.5 %, of its 16 x 16 one 85 % (measured at 32 px)
+    resolution: int = 64
+    vae_channels: tuple[int, ...] = (32, 64, 64)
     vae_steps: int = 1200
     vae_batch_size: int = 32
     vae_lr: float = 1e-3
