@@ -318,4 +318,4 @@ def test_the_bundle_loads(tmp_path):
     from uniemo import UniEmoPipeline
 
     pipe = UniEmoPipeline.from_pretrained(BUNDLE)
-    assert pipe.info["stage1"] == "train/tiny_world.py" and pipe.resolution == 32
+    assert pipe.info["stage1"] == "train/tiny_world.py" and pipe.resolution == 64

@@ -37,7 +37,7 @@ from uniemo.emosym.rationales import RationaleBase
 from uniemo.emotion_space import EmotionSpace
 
 DESCRIPTOR = "emosym.json"
-FORMAT_VERSION = 1
+EMOSYM_FORMAT_VERSION = 1
 
 
 def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, info: Mapping[str, Any],
@@ -64,7 +64,7 @@ def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, inf
     if mappers is not None:
         mappers.save_pretrained(folder / "mappers")
         space.save(folder)
-    descriptor = {"format_version": FORMAT_VERSION, **info, "token_ids": [model.emo_id, model.ctx_id],
+    descriptor = {"format_version": EMOSYM_FORMAT_VERSION, **info, "token_ids": [model.emo_id, model.ctx_id],
                   "text_dim": model.con_head[0].in_features, "num_classes": model.cls_head[-1].out_features}
     (folder / DESCRIPTOR).write_text(json.dumps(descriptor, indent=2) + "\n")
     return folder
@@ -75,8 +75,9 @@ def read_descriptor(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not an EmoSym model folder: {DESCRIPTOR} is missing")
     info = json.loads(path.read_text())
-    if info.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {info.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    if info.get("format_version") != EMOSYM_FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {info.get('format_version')!r}, this code reads "
+                         f"{EMOSYM_FORMAT_VERSION}")
     return info
 
 
