@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -104,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from uniemo import UniEmoPipeline
+    from uniemo import tiny_measures as measures
     from uniemo.data import build_dataset
-    from uniemo.data.emoshapes import CELLS_OF, OBJECT_GROUP_OF
     from uniemo.figures import real_and_generated_grid
     from uniemo.probe import EmotionProbe
     from uniemo.readme_block import replace_block
@@ -142,110 +140,40 @@ def main(argv: list[str] | None = None) -> dict:
     probe_dir = Path(args.probe) if args.probe else model_dir / "probe"
     objects = list(pipe.attributes.objects)
     judge = TinyClipJudge(clip_dir, objects, args.judge_template)
-    clip_embed = judge.embed
-    probe = EmotionProbe.from_pretrained(probe_dir).eval()
+    probe = measures.probe_judge(EmotionProbe.from_pretrained(probe_dir).eval(), judge.embed)
+    classifier = measures.classify_judge(pipe)
 
     # 2. generated images recognised as their target emotion
-    generated: dict[str, list] = {}
-    timings = []
-    for e in emotions:
-        t0 = time.perf_counter()
-        generated[e] = pipe.generate(e, num_images=args.per_emotion, seed=args.seed)
-        timings.append((time.perf_counter() - t0) / args.per_emotion)
-    images = [im for e in emotions for im in generated[e]]
-    targets = torch.tensor([i for i, e in enumerate(emotions) for _ in generated[e]])
-    with torch.no_grad():
-        by_classifier = torch.tensor([emotions.index(pipe.classify(im).label) for im in images])
-        by_probe = probe(clip_embed(images)).argmax(1)
-    report["generation"] = {
-        "per_emotion": args.per_emotion,
-        "recognised_by_classifier": (by_classifier == targets).float().mean().item(),
-        "recognised_by_probe": (by_probe == targets).float().mean().item(),
-        "per_emotion_by_classifier": {e: (by_classifier[targets == i] == i).float().mean().item()
-                                      for i, e in enumerate(emotions)},
-        "per_emotion_by_probe": {e: (by_probe[targets == i] == i).float().mean().item()
-                                 for i, e in enumerate(emotions)},
-        "chance": 1 / 8,
-    }
+    report["generation"], generated, timings = measures.generation_recognised(
+        pipe, {"classifier": classifier, "probe": probe}, args.per_emotion, args.seed)
     # for reference: the probe on real test images (how good a judge it is)
     test_set = build_dataset("emoshapes", args.data_root, "test")
-    real = [test_set[i] for i in range(0, len(test_set), max(1, len(test_set) // 400))]
-    with torch.no_grad():
-        real_pred = probe(clip_embed([r["pixel_values"] for r in real])).argmax(1)
-    report["generation"]["probe_accuracy_on_real_test_images"] = (
-        real_pred == torch.tensor([r["labels"] for r in real])).float().mean().item()
+    real = measures.sample_real(test_set)
+    report["generation"]["probe_accuracy_on_real_test_images"] = measures.judge_accuracy(probe, real)
     # for scale: the condition taken from a real test image's own features ("a reference image")
-    # instead of sampled from the emotion space. This separates how well stage 2's mappers carry an image's
-    # content into the SD from how well one diagonal Gaussian per emotion stands for that emotion.
     per_class = max(1, args.per_emotion // 4)
-    references = [[r for r in real if r["labels"] == i][:per_class] for i in range(len(emotions))]
-    from_reference = [pipe.classify(pipe.generate(e, image=r["pixel_values"], seed=args.seed + k)[0]).label == e
-                      for i, e in enumerate(emotions) for k, r in enumerate(references[i])]
-    report["generation"]["recognised_from_reference_images"] = sum(from_reference) / len(from_reference)
+    report["generation"]["recognised_from_reference_images"] = measures.recognised_from_reference(
+        pipe, real, per_class, args.seed)
     report["generation"]["reference_images_per_emotion"] = per_class
 
-    # 3. transfer shows the requested object (tiny CLIP zero-shot over the object names)
-    judged_real = judge([r["pixel_values"] for r in real]).tolist()
-    judge_on_real = sum(objects[p] in r["objects"] for p, r in zip(judged_real, real)) / len(real)
-    # EmoShapes' rule decides an image's emotion from its scene and main object: an image that shows the noun can
-    # carry the target emotion only when some scene makes (scene, noun) that emotion, which is so for half the
-    # pairs (each emotion fills two of the table's four object columns). The emotion is scored on both halves.
-    def feasible(e: str, noun: str) -> bool:
-        return any(og == OBJECT_GROUP_OF.get(noun) for _, og in CELLS_OF.get(e, ()))
-
+    # 3. transfer shows the requested object (tiny CLIP zero-shot over the object names) and carries the emotion
     transfer_seed = args.seed if args.transfer_seed is None else args.transfer_seed
-    hits, total, per_noun = 0, 0, {}
-    by_feasibility = {True: [0, 0], False: [0, 0]}  # [images recognised as their emotion, images]
-    transfer_times = []
-    for noun in objects:
-        noun_hits = 0
-        for e in emotions:
-            t0 = time.perf_counter()
-            ims = pipe.transfer(e, noun, num_images=args.transfer_seeds, seed=transfer_seed)
-            transfer_times.append((time.perf_counter() - t0) / args.transfer_seeds)
-            noun_hits += int((judge(ims) == objects.index(noun)).sum())
-            tally = by_feasibility[feasible(e, noun)]
-            tally[0] += sum(pipe.classify(im).label == e for im in ims)
-            tally[1] += len(ims)
-        per_noun[noun] = noun_hits / (len(emotions) * args.transfer_seeds)
-        hits += noun_hits
-        total += len(emotions) * args.transfer_seeds
-    neutral_hits = {}
-    for noun in objects:
-        n = args.transfer_seeds  # as many images per noun as transfer made, in calls of n consecutive seeds
-        # at transfer's guidance scale, as the demo shows the pair
-        ims = [im for k in range(len(emotions))
-               for im in pipe.neutral(noun, num_images=n, seed=transfer_seed + k * n,
-                                      guidance_scale=pipe.transfer_guidance_scale)]
-        neutral_hits[noun] = int((judge(ims) == objects.index(noun)).sum())
-    # the other half of a transfer: does the image still carry the emotion? (the bundled classifier; chance 1/8)
-    share = {k: (right / n if n else None) for k, (right, n) in by_feasibility.items()}
-    report["transfer"] = {"object_recognised": hits / total,
-                          "emotion_recognised_by_classifier": sum(r for r, _ in by_feasibility.values()) / total,
-                          "emotion_recognised_where_the_rule_allows_it": share[True],
-                          "emotion_recognised_where_the_rule_forbids_it": share[False],
-                          "per_noun": per_noun, "chance": 1 / len(objects),
-                          "seeds_per_pair": args.transfer_seeds, "first_seed": transfer_seed,
+    transfer, transfer_times = measures.transfer_measures(pipe, judge, objects, {"classifier": classifier},
+                                                          args.transfer_seeds, transfer_seed)
+    by_classifier = transfer["emotion_by_judge"]["classifier"]
+    report["transfer"] = {**transfer, "emotion_recognised_by_classifier": by_classifier["all"],
+                          "emotion_recognised_where_the_rule_allows_it": by_classifier["allowed"],
+                          "emotion_recognised_where_the_rule_forbids_it": by_classifier["forbidden"],
                           "judge_template": args.judge_template,
-                          "judge_accuracy_on_real_test_images": judge_on_real,
-                          "neutral_object_recognised": sum(neutral_hits.values()) / total}
+                          "judge_accuracy_on_real_test_images": measures.object_judge_on_real(judge, objects, real),
+                          "neutral_object_recognised": measures.neutral_object_recognised(
+                              pipe, judge, objects, args.transfer_seeds, transfer_seed)}
 
-    # 4b. latencies of single calls (first call after load, then the median of repeats); the machine's load
-    # average says whether anything else shared the CPU
-    report["latency_seconds"]["load_average"] = round(os.getloadavg()[0], 2)
-    image = test_set[0]["pixel_values"]
+    # 4b. latencies of single calls (the median of repeats); the load average says whether anything else
+    # shared the CPU
     lat = report["latency_seconds"]
-    for name, call in (("classify", lambda: pipe.classify(image)), ("generate", lambda: pipe.generate("awe")),
-                       ("transfer", lambda: pipe.transfer("fear", objects[0])),
-                       ("fuse", lambda: pipe.fuse("amusement", "fear", weight=0.5))):
-        runs = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            call()
-            runs.append(time.perf_counter() - t0)
-        lat[name] = round(statistics.median(runs), 4)
-    lat["generate_per_image_batched"] = round(statistics.median(timings), 4)
-    lat["transfer_per_image_batched"] = round(statistics.median(transfer_times), 4)
+    lat.update(measures.latencies(pipe, test_set[0]["pixel_values"], objects[0],
+                                  {"generate": timings, "transfer": transfer_times}))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -40,7 +40,7 @@ from uniemo.training.checks import check_joint_inputs, check_probe_inputs, check
 from uniemo.training.joint_config import JointConfig
 from uniemo.training.probe_config import ProbeConfig
 from uniemo.training.stage1_config import UnderstandingConfig
-from uniemo.training.tiny_world_config import TinyWorldConfig
+from uniemo.training.tiny_world_config import TINY_SAMPLER, TinyWorldConfig
 
 logger = logging.getLogger("uniemo.train.tiny_world")
 CONFIGS = Path(__file__).parent / "configs"  # the recipes' presets: stage 1, the probe and stage 2 start from them
@@ -105,13 +105,8 @@ def write_bundle_descriptor(out: Path, kept: dict) -> dict:
     ``uniemo.model_folder.write_manifest``. ``kept``: what the card of the bundle being replaced held of its own
     (``kept_card``), kept; a first build writes ``BUNDLE_INTRO`` and ``BUNDLE_MADE``."""
     info = read_manifest(out)
-    # recommended sampling for this tiny model, measured by eval/tiny_report.py (README, "How UniEmo-Tiny was
-    # tuned"): space_scale 0.5 recognises more generated images as their emotion than 1.0; transfer weighs the
-    # noun on its own (composable guidance, UniEmoPipeline.transfer), else the condition's objects crowd it out,
-    # and guides the condition less (3 rather than 7.5: the tiny SD draws its objects more faithfully; chosen on
-    # transfer seeds 0 and 1 among g 2, 3, 4 with g_n 9, 12)
-    info["sampler"] = {"scheduler": "unipc", "num_inference_steps": 25, "guidance_scale": 7.5, "space_scale": 0.5,
-                       "transfer_guidance_scale": 3.0, "noun_guidance_scale": 9.0}
+    # recommended sampling for this tiny model (uniemo.training.tiny_world_config.TINY_SAMPLER, how it was chosen)
+    info["sampler"] = dict(TINY_SAMPLER)
     # EmoShapes has no neutral objects and its SD knows no others: the demo's Transfer tab offers these
     info["transfer_nouns"] = json.loads((out / "attributes.json").read_text())["objects"]
     info["base_models"] = {"clip": "clip/ (tiny CLIP pretrained on EmoShapes captions)",
