@@ -219,7 +219,8 @@ class Understanding(NamedTuple):
 
 
 def classify_image(pipe, image: Any, top_attributes: int = 3, cmap: str = "jet",
-                   alpha: float = 0.5, folders: Sequence[str | os.PathLike] | None = None) -> Understanding:
+                   alpha: float = 0.5, folders: Sequence[str | os.PathLike] | None = None,
+                   reasoner=None) -> Understanding:
     """Emotion probabilities, attention overlays and nearest attributes for one image.
 
     Args:
@@ -230,6 +231,8 @@ def classify_image(pipe, image: Any, top_attributes: int = 3, cmap: str = "jet",
         alpha: heat-map weight of the overlays, in [0, 1].
         folders: the only folders a path may lie in (see ``read_image``); the page passes its upload and
             example folders.
+        reasoner: an ``EmoSymPipeline`` served beside a UniEmo ``pipe`` (the two bundled models): its
+            rationales follow the attribute rows, as ``["rationale (EmoSym: <its label>)", sentence, cosine]``.
 
     Returns:
         An ``Understanding``; the overlays are squares of ``DISPLAY_SIDE`` to ``MAX_OVERLAY_SIDE`` pixels.
@@ -239,7 +242,8 @@ def classify_image(pipe, image: Any, top_attributes: int = 3, cmap: str = "jet",
     """
     top_attributes = _integer(top_attributes, "the number of attributes", 1, 10)
     # this module's MAX_INPUT_BYTES, read at call time: setting handlers.MAX_INPUT_BYTES changes the limit
-    prediction = pipe.classify(read_image(image, folders, MAX_INPUT_BYTES), top_attributes=top_attributes)
+    picture = read_image(image, folders, MAX_INPUT_BYTES)
+    prediction = pipe.classify(picture, top_attributes=top_attributes)
     view = prediction.view
     side = min(max(DISPLAY_SIDE, min(view.size)), MAX_OVERLAY_SIDE)
     if prediction.scene_attention is None:  # EmoSym: no attention maps; its answer says why in a sentence
@@ -250,6 +254,10 @@ def classify_image(pipe, image: Any, top_attributes: int = 3, cmap: str = "jet",
                 for att in (prediction.scene_attention, prediction.object_attention)]
     rows = [["scene", name, round(float(sim), 3)] for name, sim in prediction.scene_attributes]
     rows += [["object", name, round(float(sim), 3)] for name, sim in prediction.object_attributes]
+    if reasoner is not None:
+        why = reasoner.classify(picture, top_rationales=top_attributes)
+        rows += [[f"rationale (EmoSym: {why.label})", sentence, round(float(sim), 3)]
+                 for sentence, sim in why.rationales]
     return Understanding(dict(prediction.probs), overlays[0], overlays[1], rows)
 
 

@@ -203,11 +203,13 @@ def _gallery(label: str, elem_id: str, columns: int = 4) -> gr.Gallery:
                       object_fit="contain", format="png", preview=False, interactive=False)
 
 
-def build_demo(pipe) -> gr.Blocks:
+def build_demo(pipe, reasoner=None) -> gr.Blocks:
     """Lay out the UniEmo page for a loaded pipeline.
 
     Args:
         pipe: a loaded ``UniEmoPipeline``; it is only passed on to ``demo.handlers``.
+        reasoner: an ``EmoSymPipeline`` whose rationales the Understand tab adds to ``pipe``'s attributes (the
+            two bundled models served together), or ``None``.
 
     Returns:
         The ``gr.Blocks`` page; call ``.queue(...).launch(...)`` on it (see ``app.py``).
@@ -224,7 +226,8 @@ def build_demo(pipe) -> gr.Blocks:
     @gpu
     def classify(image, request: gr.Request = None):
         with _shown_to_user(board.recorder(request, "classify")):
-            return _as_files(handlers.classify_image(pipe, _file_path(image), folders=folders), cache)
+            return _as_files(handlers.classify_image(pipe, _file_path(image), folders=folders,
+                                                              reasoner=reasoner), cache)
 
     @gpu(duration=120)
     def generate(emotion, num_images, seed, steps, guidance, progress=gr.Progress(), request: gr.Request = None):
@@ -276,7 +279,9 @@ def build_demo(pipe) -> gr.Blocks:
                     objects = gr.Image(label="Object queries' attention", format="png", height=300,
                                        interactive=False, elem_id="cls-object")
                 attributes = gr.Dataframe(headers=["query", "nearest attribute", "cosine similarity"],
-                                          label="Why: the nearest rationales" if emosym else "Nearest attributes",
+                                          label="Why: the nearest rationales" if emosym else
+                                          "Nearest attributes, and EmoSym's rationales" if reasoner is not None
+                                          else "Nearest attributes",
                                           interactive=False, elem_id="cls-attributes")
                 outputs = [probs, scene, objects, attributes]
                 _bind(classify_button, classify, [image], outputs, "classify", cls_status, board, CLASSIFY_EVENT)

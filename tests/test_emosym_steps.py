@@ -170,8 +170,25 @@ def test_pipeline_answers_every_call_with_a_rationale(world, generating):
     assert len(pipe.generate("awe", image=Image.open(record["path"]), **fast)) == 1
     with pytest.raises(ValueError, match="unknown emotion"):
         pipe.generate("boredom", **fast)
-    with pytest.raises(NotImplementedError):
-        pipe.save_pretrained(world["root"] / "copy")
+
+
+def test_pipeline_saves_a_folder_that_loads_back_and_answers_alike(world, generating, tmp_path):
+    from PIL import Image
+
+    from uniemo.emosym.pipeline import EmoSymPipeline
+
+    pipe = EmoSymPipeline.from_pretrained(generating[0] / "final")
+    pipe.save_pretrained(tmp_path / "copy")
+    # the copy stands alone: its bases are inside it (the original pointed at the world's folders)
+    info = json.loads((tmp_path / "copy" / "emosym.json").read_text())
+    assert info["mllm"] == "mllm" and info["diffusion"] == "diffusion" and "path" not in info
+    again = EmoSymPipeline.from_pretrained(tmp_path / "copy")
+    image = Image.open(read_split(world["data"], "val")[0]["path"])
+    first, second = pipe.classify(image), again.classify(image)
+    assert first.label == second.label and first.rationales == second.rationales
+    assert all(abs(first.probs[e] - second.probs[e]) < 1e-6 for e in first.probs)
+    fast = {"num_inference_steps": 2}
+    assert pipe.generate("awe", seed=5, **fast)[0].tobytes() == again.generate("awe", seed=5, **fast)[0].tobytes()
 
 
 def test_the_demo_shows_an_emosym_model_with_its_rationales(world, generating):
@@ -198,3 +215,48 @@ def test_step2_refuses_to_start_without_step1(world):
 
     with pytest.raises((ValueError, SystemExit)):
         main(["--preset", "tiny", f"data.root={world['data']}", "out_dir=/nonexistent"])
+
+
+def test_the_demo_adds_a_reasoner_rationales_to_a_uniemo_model(world, generating, tiny_model_dir):
+    from demo import handlers
+    from demo.ui import build_demo
+    from uniemo import UniEmoPipeline
+    from uniemo.emosym.pipeline import EmoSymPipeline
+
+    pipe = UniEmoPipeline.from_pretrained(tiny_model_dir)
+    reasoner = EmoSymPipeline.from_pretrained(generating[0] / "final")
+    record = read_split(world["data"], "val")[0]
+    alone = handlers.classify_image(pipe, record["path"], top_attributes=2, folders=[world["data"]])
+    both = handlers.classify_image(pipe, record["path"], top_attributes=2, folders=[world["data"]],
+                                   reasoner=reasoner)
+    assert both.attributes[:len(alone.attributes)] == alone.attributes and both.probs == alone.probs
+    added = both.attributes[len(alone.attributes):]
+    label = reasoner.classify(record["path"]).label
+    assert [row[0] for row in added] == [f"rationale (EmoSym: {label})"] * 2
+    assert all(row[1] in reasoner.rationale_base.sentences for row in added)
+    build_demo(pipe, reasoner)  # the page builds with both
+
+
+def test_app_serves_the_two_bundles_together(monkeypatch, tmp_path, generating, tiny_model_dir):
+    import gradio as gr
+
+    import app
+    import demo.ui
+    from uniemo.emosym.pipeline import EmoSymPipeline
+
+    seen = []
+    build = demo.ui.build_demo
+    monkeypatch.setattr(demo.ui, "build_demo",
+                        lambda pipe, reasoner=None: seen.append(reasoner) or build(pipe, reasoner))
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: None)
+    monkeypatch.delenv("UNIEMO_MODEL", raising=False)
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(app, "BUNDLED_MODEL", tiny_model_dir.resolve())
+    monkeypatch.setattr(app, "BUNDLED_REASONER", generating[0] / "final")
+    app.main(["--device", "cpu"])  # both bundled: the EmoSym folder is the reasoner
+    app.main(["--device", "cpu", "--reasoner", "none"])
+    assert isinstance(seen[0], EmoSymPipeline) and seen[1] is None
+    with pytest.raises(SystemExit, match="EmoSym already"):
+        app.main(["--model", str(generating[0] / "final"), "--reasoner", str(generating[0] / "final")])
+    with pytest.raises(SystemExit, match="cannot load the reasoner"):
+        app.main(["--reasoner", str(tmp_path / "nowhere")])

@@ -247,11 +247,14 @@ class UniEmoPipeline:
         if device is not None:
             self.device = torch.device(device)
         cast = {} if dtype is None else {"dtype": resolve_dtype(dtype)}
-        self.classifier.to(self.device, **cast)
-        self.fusion.to(self.device, **cast)
-        self.sd.to(self.device, **cast)
+        for module in (*self._own_modules(), self.sd):
+            module.to(self.device, **cast)
         self._negative = None
         return self
+
+    def _own_modules(self) -> tuple[torch.nn.Module, ...]:
+        """The modules ``to`` moves besides Stable Diffusion (a subclass with other parts names its own)."""
+        return self.classifier, self.fusion
 
     @property
     def dtype(self) -> torch.dtype:

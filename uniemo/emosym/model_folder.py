@@ -15,6 +15,9 @@ after step 3 (generation) also:
     emosym.json            gains ``diffusion`` (Hub id, or a folder inside this one), ``resolution`` and
                            ``placeholder_token``
 
+and always ``README.md``, its Hugging Face model card (``emosym_card``: ``info["title"]`` and
+``info["description"]`` when given, else derived from the descriptor).
+
 The base MLLM's and Stable Diffusion's weights are not copied (they are the Hub's, or the tiny world's folders
 beside the adapter).
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard, ModelCardData
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoProcessor
@@ -38,6 +42,13 @@ from uniemo.emotion_space import EmotionSpace
 
 DESCRIPTOR = "emosym.json"
 EMOSYM_FORMAT_VERSION = 1
+CARD = "README.md"
+EMOSYM_CITATION = """@inproceedings{zhu2025emosym,
+  title     = {EmoSym: A Symbiotic Framework for Unified Emotional Understanding and Generation via Latent Reasoning},
+  author    = {Zhu, Yijie and Lyu, Yibo and Yu, Zitong and Shao, Rui and Zhou, Kaiyang and Nie, Liqiang},
+  booktitle = {Proceedings of the 33rd ACM International Conference on Multimedia},
+  year      = {2025}
+}"""
 
 
 def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, info: Mapping[str, Any],
@@ -67,7 +78,33 @@ def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, inf
     descriptor = {"format_version": EMOSYM_FORMAT_VERSION, **info, "token_ids": [model.emo_id, model.ctx_id],
                   "text_dim": model.con_head[0].in_features, "num_classes": model.cls_head[-1].out_features}
     (folder / DESCRIPTOR).write_text(json.dumps(descriptor, indent=2) + "\n")
+    emosym_card(descriptor).save(folder / CARD)
     return folder
+
+
+def emosym_card(info: Mapping[str, Any]) -> ModelCard:
+    """The folder's model card: front matter, what the model is (``info["description"]``, else derived), how to
+    load it and the citation."""
+    generates = "mappers" in info.get("components", ()) or "diffusion" in info
+    hub = [v for k in ("mllm", "diffusion") if (v := info.get(k)) and not str(v).startswith((".", "/"))
+           and "/" in str(v) and not Path(str(v)).exists()]
+    data = ModelCardData(library_name="uniemo", license="apache-2.0",
+                         pipeline_tag="text-to-image" if generates else "image-classification",
+                         tags=["emotion", "emosym", "qwen2-vl", "lora"], base_model=hub or None)
+    emotions = ", ".join(info.get("emotions", []))
+    what = info.get("description") or (
+        f"An EmoSym model ({info.get('step', 'compress')} step): a multimodal LLM ({info.get('mllm')}) with LoRA and "
+        f"two added tokens, [EMO] for the emotion ({emotions}) and [CTX] for the reason, matched to a knowledge "
+        "base of rationales" + (f"; two mappers drive Stable Diffusion ({info.get('diffusion')}) through a "
+                                "placeholder token" if generates else "") + ".")
+    usage = ("```python\nfrom uniemo.emosym.pipeline import EmoSymPipeline\n\n"
+             'pipe = EmoSymPipeline.from_pretrained("path/to/this/folder")\n'
+             'prediction = pipe.classify("photo.jpg")  # .label, .probs, .rationales\n'
+             + ('images = pipe.generate("awe", num_images=2)\n' if generates else "") + "```")
+    body = [f"<!-- written by uniemo.emosym.model_folder.save_emosym from {DESCRIPTOR} -->",
+            f"# {info.get('title', 'EmoSym model')}", what, f"## Usage\n\n{usage}",
+            f"## Citation\n\n```bibtex\n{EMOSYM_CITATION}\n```"]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(body) + "\n")
 
 
 def read_descriptor(folder: str | Path) -> dict[str, Any]:

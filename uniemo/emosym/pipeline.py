@@ -11,6 +11,7 @@ does not have).
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 from uniemo.constants import PLACEHOLDER_TOKEN
 from uniemo.data.images import open_image
 from uniemo.diffusion import add_placeholder_token, load_stable_diffusion
-from uniemo.emosym.model_folder import base_source, explain, load_emosym, load_generation_parts
+from uniemo.emosym.model_folder import base_source, explain, load_emosym, load_generation_parts, save_emosym
 from uniemo.pipeline import EmotionPrediction, UniEmoPipeline, _center_crop, resolve_dtype
 from uniemo.sampling import OFFICIAL_SETTINGS
 
@@ -70,26 +71,31 @@ class EmoSymPipeline(UniEmoPipeline):
                    info={**info, "path": str(root)})
         return pipe.to(device, dtype)
 
-    def save_pretrained(self, directory, repo_id=None) -> None:
-        raise NotImplementedError("EmoSym model folders are written by the training recipes "
-                                  "(train/emosym_generate.py); copy the folder to keep it")
+    def save_pretrained(self, directory: str | os.PathLike, repo_id: str | None = None) -> None:
+        """Write an EmoSym model folder that ``from_pretrained`` loads back, through the recipes' own writer
+        (``uniemo.emosym.model_folder.save_emosym``): the adapter and token rows, the heads, the rationale base,
+        the mappers and the emotion space. A base (the MLLM, Stable Diffusion) that the loaded folder held as a
+        local folder is written inside (``mllm/``, ``diffusion/``); a Hub id is kept as it is. ``repo_id`` is
+        accepted for ``push_to_hub`` (inherited: it uploads this folder) and recorded."""
+        out = Path(directory)
+        source = Path(self.info.get("path", "."))
+        info = {k: v for k, v in self.info.items()
+                if k not in ("path", "format_version", "token_ids", "text_dim", "num_classes")}
+        out.mkdir(parents=True, exist_ok=True)
+        mllm = Path(base_source(source, self.info, "mllm"))
+        if mllm.is_dir():
+            if mllm.resolve() != (out / "mllm").resolve():
+                shutil.copytree(mllm, out / "mllm", dirs_exist_ok=True)
+            info["mllm"] = "mllm"
+        if Path(base_source(source, self.info, "diffusion")).is_dir():
+            self.sd.save_pretrained(out / "diffusion", safe_serialization=True)
+            info["diffusion"] = "diffusion"
+        if repo_id is not None:
+            info["repo_id"] = repo_id
+        save_emosym(out, self.model, self.rationale_base, info, self.mappers, self.emotion_space)
 
-    def push_to_hub(self, *args, **kwargs):
-        raise NotImplementedError("EmoSym model folders are written by the training recipes; upload the folder "
-                                  "with huggingface_hub.upload_folder")
-
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None
-           ) -> EmoSymPipeline:
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device is not None:
-            self.device = torch.device(device)
-        cast = {} if dtype is None else {"dtype": resolve_dtype(dtype)}
-        self.model.to(self.device, **cast)
-        self.mappers.to(self.device, **cast)
-        self.sd.to(self.device, **cast)
-        self._negative = None
-        return self
+    def _own_modules(self) -> tuple[torch.nn.Module, ...]:
+        return self.model, self.mappers
 
     @property
     def dtype(self) -> torch.dtype:
