@@ -24,17 +24,6 @@ import platform
 import time
 from pathlib import Path
 
-import torch
-
-from uniemo import UniEmoPipeline
-from uniemo import tiny_measures as measures
-from uniemo.data import build_dataset
-from uniemo.emosym.accuracy import emosym_accuracy
-from uniemo.emosym.pipeline import EmoSymPipeline
-from uniemo.probe import EmotionProbe
-from uniemo.readme_block import replace_block
-from uniemo.tiny_judges import TinyClipJudge
-
 README_START, README_END = "<!-- emosym-report:start -->", "<!-- emosym-report:end -->"
 
 
@@ -110,6 +99,18 @@ def render_markdown(report: dict, uniemo: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    # heavy imports after argument parsing, so --help answers at once
+    import torch
+
+    from uniemo import UniEmoPipeline
+    from uniemo import tiny_measures as measures
+    from uniemo.data import build_dataset
+    from uniemo.emosym.accuracy import emosym_accuracy
+    from uniemo.emosym.pipeline import EmoSymPipeline
+    from uniemo.probe import EmotionProbe
+    from uniemo.readme_block import replace_block
+    from uniemo.tiny_judges import TinyClipJudge
+
     model_dir, uniemo_dir = Path(args.model), Path(args.uniemo)
     uniemo_report = json.loads((uniemo_dir / "report.json").read_text())
     check_same_seeds(uniemo_report, args)
