@@ -62,6 +62,8 @@ def test_builder_refuses_a_diffusion_path_that_is_not_there(bundle):
     _, _, world = bundle
     with pytest.raises(FileNotFoundError, match="not a diffusers folder"):
         main([f"world={world}", "--smoke", "--out", str(world / "out"), "diffusion_path=../nowhere"])
+    with pytest.raises(ValueError, match="inside the bundle"):  # the build would delete it first
+        main([f"world={world}", "--smoke", "--out", str(world / "out"), "diffusion_path=diffusion"])
 
 
 def test_reward_effect_mean_and_spread_by_hand():

@@ -58,6 +58,9 @@ def build_emosym_tiny(cfg: EmoSymTinyConfig) -> dict:
         # step 3 learns its mappers against the very SD the bundle will point at (UniEmo-Tiny's, whose UNet its
         # joint stage fine-tuned), not the world's pretrained one
         sd = (out / cfg.diffusion_path).resolve()
+        if sd.is_relative_to(out.resolve()):
+            raise ValueError(f"diffusion_path {cfg.diffusion_path!r} lies inside the bundle, which the build "
+                             "replaces: point it at a folder beside the bundle, or leave it null to copy the SD in")
         if not (sd / "model_index.json").is_file():
             raise FileNotFoundError(f"diffusion_path {cfg.diffusion_path!r}: {sd} is not a diffusers folder "
                                     f"beside {out}; build UniEmo-Tiny first, or leave diffusion_path null to copy "
