@@ -111,11 +111,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = state.device if state.num_processes > 1 else args.device
     pipe = UniEmoPipeline.from_pretrained(args.model, device=device, dtype=args.dtype,
                                           safety_checker=args.safety_checker)
-    return generate_folder(pipe, args.out, model=args.model, per_emotion=args.per_emotion, seed=args.seed,
-                           steps=args.steps, guidance=args.guidance, scheduler=args.scheduler, size=args.size,
-                           emotions=split_list(args.emotions), transfer_nouns=split_list(args.transfer_nouns),
-                           fusion_pairs=pairs, fusion_weights=weights, batch_size=args.batch_size,
-                           overwrite=args.overwrite)
+    try:
+        return generate_folder(pipe, args.out, model=args.model, per_emotion=args.per_emotion, seed=args.seed,
+                               steps=args.steps, guidance=args.guidance, scheduler=args.scheduler, size=args.size,
+                               emotions=split_list(args.emotions), transfer_nouns=split_list(args.transfer_nouns),
+                               fusion_pairs=pairs, fusion_weights=weights, batch_size=args.batch_size,
+                               overwrite=args.overwrite)
+    finally:
+        if state.num_processes > 1:
+            # close the process group before the interpreter exits: left to exit, gloo's threads can be torn down
+            # while still running ("terminate called without an active exception", exit code -6 under load)
+            state.destroy_process_group()
 
 
 if __name__ == "__main__":
