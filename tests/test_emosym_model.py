@@ -160,3 +160,15 @@ def test_limit_image_pixels_caps_the_image_tokens(tmp_path):
     assert reloaded.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0].prod() == after
     with pytest.raises(ValueError, match="below the processor's minimum"):
         limit_image_pixels(processor, 8)
+
+
+def test_the_card_names_hub_bases_only_and_says_whether_the_folder_generates():
+    from uniemo.emosym.model_folder import emosym_card
+
+    hub = {"mllm": "Qwen/Qwen2-VL-2B-Instruct", "diffusion": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+           "emotions": ["awe", "fear"], "step": "generate"}
+    card = emosym_card(hub)
+    assert card.data.base_model == [hub["mllm"], hub["diffusion"]] and card.data.pipeline_tag == "text-to-image"
+    local = emosym_card({"mllm": "mllm", "emotions": ["awe"], "step": "compress"})
+    assert local.data.base_model is None and local.data.pipeline_tag == "image-classification"
+    assert "pipe.generate" not in local.text and "EmoSymPipeline.from_pretrained" in local.text

@@ -39,10 +39,14 @@ from uniemo.emosym.mappers import EmoSymMappers
 from uniemo.emosym.mllm import EmoSymModel, load_mllm
 from uniemo.emosym.rationales import RationaleBase
 from uniemo.emotion_space import EmotionSpace
+from uniemo.model_folder import LIBRARY_NAME, LICENSE, hub_bases
 
 DESCRIPTOR = "emosym.json"
 EMOSYM_FORMAT_VERSION = 1
 CARD = "README.md"
+# written by save_emosym from the model itself (a loaded descriptor's copies are dropped); "path" is where a
+# pipeline loaded the folder from
+DERIVED_KEYS = ("format_version", "token_ids", "text_dim", "num_classes", "path")
 EMOSYM_CITATION = """@inproceedings{zhu2025emosym,
   title     = {EmoSym: A Symbiotic Framework for Unified Emotional Understanding and Generation via Latent Reasoning},
   author    = {Zhu, Yijie and Lyu, Yibo and Yu, Zitong and Shao, Rui and Zhou, Kaiyang and Nie, Liqiang},
@@ -75,8 +79,11 @@ def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, inf
     if mappers is not None:
         mappers.save_pretrained(folder / "mappers")
         space.save(folder)
-    descriptor = {"format_version": EMOSYM_FORMAT_VERSION, **info, "token_ids": [model.emo_id, model.ctx_id],
-                  "text_dim": model.con_head[0].in_features, "num_classes": model.cls_head[-1].out_features}
+    # the keys the folder's own contents decide are derived here, whatever ``info`` (a loaded descriptor) says
+    descriptor = {"format_version": EMOSYM_FORMAT_VERSION,
+                  **{k: v for k, v in info.items() if k not in DERIVED_KEYS},
+                  "token_ids": [model.emo_id, model.ctx_id], "text_dim": model.con_head[0].in_features,
+                  "num_classes": model.cls_head[-1].out_features}
     (folder / DESCRIPTOR).write_text(json.dumps(descriptor, indent=2) + "\n")
     emosym_card(descriptor).save(folder / CARD)
     return folder
@@ -85,10 +92,9 @@ def save_emosym(folder: str | Path, model: EmoSymModel, base: RationaleBase, inf
 def emosym_card(info: Mapping[str, Any]) -> ModelCard:
     """The folder's model card: front matter, what the model is (``info["description"]``, else derived), how to
     load it and the citation."""
-    generates = "mappers" in info.get("components", ()) or "diffusion" in info
-    hub = [v for k in ("mllm", "diffusion") if (v := info.get(k)) and not str(v).startswith((".", "/"))
-           and "/" in str(v) and not Path(str(v)).exists()]
-    data = ModelCardData(library_name="uniemo", license="apache-2.0",
+    generates = "diffusion" in info  # step 3's folder
+    hub = hub_bases({"base_models": {"mllm": info.get("mllm")}, "diffusion": info.get("diffusion")})
+    data = ModelCardData(library_name=LIBRARY_NAME, license=LICENSE,
                          pipeline_tag="text-to-image" if generates else "image-classification",
                          tags=["emotion", "emosym", "qwen2-vl", "lora"], base_model=hub or None)
     emotions = ", ".join(info.get("emotions", []))

@@ -79,8 +79,7 @@ class EmoSymPipeline(UniEmoPipeline):
         accepted for ``push_to_hub`` (inherited: it uploads this folder) and recorded."""
         out = Path(directory)
         source = Path(self.info.get("path", "."))
-        info = {k: v for k, v in self.info.items()
-                if k not in ("path", "format_version", "token_ids", "text_dim", "num_classes")}
+        info = dict(self.info)  # save_emosym drops the keys it derives (the load path among them)
         out.mkdir(parents=True, exist_ok=True)
         mllm = Path(base_source(source, self.info, "mllm"))
         if mllm.is_dir():

@@ -98,7 +98,6 @@ def build_emosym_tiny(cfg: EmoSymTinyConfig) -> dict:
     model, base, info = load_emosym(work / "generate" / "final")
     mappers, space = load_generation_parts(work / "generate" / "final")
     shutil.copytree(work / "mllm", out / "mllm")
-    info = {k: v for k, v in info.items() if k not in ("format_version", "token_ids", "text_dim", "num_classes")}
     info["mllm"] = "mllm"
     if cfg.diffusion_path is None:
         shutil.copytree(sd, out / "diffusion")
